@@ -1,0 +1,46 @@
+# Two commands set everything up on a fresh machine: `make serve` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+HOST ?= 127.0.0.1
+PORT ?= 8000
+# The CPU wheel of torch, pinned and installed before the project so that pip never
+# resolves the multi-GB CUDA build. Override for a GPU machine, e.g. TORCH_SPEC=torch==2.13.0
+# with TORCH_INDEX=https://download.pytorch.org/whl/cu128.
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
+
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.seqlab-installed
+
+.PHONY: serve test lint format bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml $(BIN)/python
+	$(BIN)/python -m pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+serve: $(STAMP)
+	$(BIN)/uvicorn --factory app.main:create_app --host $(HOST) --port $(PORT)
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.tokenizer
+	$(BIN)/python -m bench.training
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

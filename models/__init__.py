@@ -1,0 +1,67 @@
+"""seqlab's modeling core: plain PyTorch and jieba, no HTTP.
+
+Tokenize text, build a vocabulary, cut the id stream into training examples, train a
+recurrent next-word language model, generate with it, and save it without pickle.
+"""
+
+from models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from models.dataset import SequenceDataset, StreamBatches, count_windows, make_loader
+from models.device import resolve_device
+from models.errors import (
+    CheckpointError,
+    ConfigError,
+    DeviceError,
+    SeqlabError,
+    UnknownIdError,
+    UnknownTokenError,
+)
+from models.generation import Candidate, generate, next_token_probabilities, top_k
+from models.lm import LanguageModelConfig, RecurrentOutput, RNNLanguageModel
+from models.tokenizer import Segmentation, Tokenizer, TokenizerConfig
+from models.training import (
+    EpochRecord,
+    Progress,
+    TrainingConfig,
+    TrainingResult,
+    evaluate,
+    fit,
+    split_ids,
+    unigram_perplexity,
+)
+from models.vocab import Vocab
+
+__all__ = [
+    "Candidate",
+    "Checkpoint",
+    "CheckpointError",
+    "ConfigError",
+    "DeviceError",
+    "EpochRecord",
+    "LanguageModelConfig",
+    "Progress",
+    "RNNLanguageModel",
+    "RecurrentOutput",
+    "Segmentation",
+    "SeqlabError",
+    "SequenceDataset",
+    "StreamBatches",
+    "Tokenizer",
+    "TokenizerConfig",
+    "TrainingConfig",
+    "TrainingResult",
+    "UnknownIdError",
+    "UnknownTokenError",
+    "Vocab",
+    "count_windows",
+    "evaluate",
+    "fit",
+    "generate",
+    "load_checkpoint",
+    "make_loader",
+    "next_token_probabilities",
+    "resolve_device",
+    "save_checkpoint",
+    "split_ids",
+    "top_k",
+    "unigram_perplexity",
+]

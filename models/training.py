@@ -1,0 +1,387 @@
+"""Training loop for :class:`RNNLanguageModel` in both batchings, and held-out evaluation."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from models.dataset import SequenceDataset, StreamBatches, as_id_tensor, count_windows
+from models.errors import ConfigError
+from models.lm import Hidden, RNNLanguageModel, detach_hidden
+
+Batching = Literal["stream", "windows"]
+OptimizerName = Literal["adam", "adamw", "sgd"]
+StopReason = Literal["completed", "early_stopping", "max_steps", "max_seconds", "stopped"]
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Hyperparameters of one training run.
+
+    ``batching="stream"`` reads contiguous columns with the state carried (every token a
+    target once per epoch); ``"windows"`` is the lesson's dataset of shuffled windows with
+    ``stride``, each window starting from a zero state.
+    """
+
+    seq_len: int = 35
+    batch_size: int = 20
+    epochs: int = 1
+    lr: float = 1e-3
+    optimizer: OptimizerName = "adam"
+    weight_decay: float = 0.0
+    clip: float | None = 0.25
+    batching: Batching = "stream"
+    stride: int = 1
+    seed: int | None = 0
+    patience: int | None = None
+    lr_decay: float = 4.0
+    max_steps: int | None = None
+    max_seconds: float | None = None
+    eval_batch_size: int = 10
+    log_every: int = 50
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.seq_len >= 1, "seq_len", "must be at least 1"),
+            (self.batch_size >= 1, "batch_size", "must be at least 1"),
+            (self.epochs >= 1, "epochs", "must be at least 1"),
+            (math.isfinite(self.lr) and self.lr > 0, "lr", "must be a positive number"),
+            (self.optimizer in ("adam", "adamw", "sgd"), "optimizer", "must be adam, adamw or sgd"),
+            (self.weight_decay >= 0, "weight_decay", "must be non-negative"),
+            (self.clip is None or self.clip > 0, "clip", "must be positive or null"),
+            (self.batching in ("stream", "windows"), "batching", "must be stream or windows"),
+            (self.stride >= 1, "stride", "must be at least 1"),
+            (self.patience is None or self.patience >= 1, "patience", "must be at least 1"),
+            (self.lr_decay >= 1, "lr_decay", "must be at least 1"),
+            (self.max_steps is None or self.max_steps >= 1, "max_steps", "must be at least 1"),
+            (
+                self.max_seconds is None or self.max_seconds > 0,
+                "max_seconds",
+                "must be positive",
+            ),
+            (self.eval_batch_size >= 1, "eval_batch_size", "must be at least 1"),
+            (self.log_every >= 1, "log_every", "must be at least 1"),
+        ]
+        for ok, name, message in checks:
+            if not ok:
+                raise ConfigError(f"{name} {message}, got {getattr(self, name)!r}", field=name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Reported to the progress callback every ``log_every`` steps and at the end of an epoch."""
+
+    step: int
+    total_steps: int
+    epoch: int
+    epochs: int
+    loss: float
+    tokens_per_second: float
+    lr: float
+    elapsed_seconds: float
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.step / self.total_steps) if self.total_steps else 1.0
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    epoch: int
+    train_loss: float
+    val_loss: float | None
+    val_perplexity: float | None
+    lr: float
+    tokens_per_second: float
+
+
+@dataclass
+class TrainingResult:
+    """What a run reached. Losses are mean cross-entropy in nats per target token."""
+
+    train_loss: float
+    val_loss: float | None
+    val_perplexity: float | None
+    tokens_per_second: float
+    steps: int
+    target_tokens: int
+    elapsed_seconds: float
+    stop_reason: StopReason
+    epochs: list[EpochRecord] = field(default_factory=list)
+    steps_history: list[dict[str, float]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def split_ids(ids: torch.Tensor, val_fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split a stream into a contiguous training head and a held-out tail."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise ConfigError("val_fraction must be in [0, 1)", field="val_fraction")
+    ids = as_id_tensor(ids)
+    val_size = int(len(ids) * val_fraction)
+    return ids[: len(ids) - val_size], ids[len(ids) - val_size :]
+
+
+def unigram_perplexity(train_ids: torch.Tensor, eval_ids: torch.Tensor, vocab_size: int) -> float:
+    """Perplexity on ``eval_ids`` of add-one-smoothed word frequencies from ``train_ids``.
+
+    The baseline a language model must beat: it knows how common each word is, not its context.
+    """
+    counts = torch.bincount(as_id_tensor(train_ids), minlength=vocab_size).double() + 1.0
+    log_probs = (counts / counts.sum()).log()
+    return math.exp(-log_probs[as_id_tensor(eval_ids)].mean().item())
+
+
+def _make_optimizer(model: nn.Module, config: TrainingConfig) -> torch.optim.Optimizer:
+    parameters = model.parameters()
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def check_trainable(num_train_ids: int, config: TrainingConfig) -> None:
+    """Raise :class:`ConfigError` when the stream is too short for one training step."""
+    if config.batching == "windows":
+        if count_windows(num_train_ids, config.seq_len, config.stride) == 0:
+            raise ConfigError(
+                f"seq_len {config.seq_len} needs at least {config.seq_len + 1} training tokens, "
+                f"the corpus has {num_train_ids}",
+                field="seq_len",
+            )
+    elif num_train_ids // config.batch_size < 2:
+        raise ConfigError(
+            f"batch_size {config.batch_size} needs at least {2 * config.batch_size} training "
+            f"tokens for stream batching, the corpus has {num_train_ids}",
+            field="batch_size",
+        )
+
+
+def _batches(
+    train_ids: torch.Tensor, config: TrainingConfig, generator: torch.Generator
+) -> tuple[int, Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor, bool]]]]:
+    """Steps per epoch and a factory of ``(x, y, carry_state)`` batches for one epoch."""
+    if config.batching == "stream":
+        stream = StreamBatches(train_ids, config.batch_size, config.seq_len)
+
+        def stream_epoch() -> Iterator[tuple[torch.Tensor, torch.Tensor, bool]]:
+            for x, y in stream:
+                yield x, y, True
+
+        return len(stream), stream_epoch
+
+    windows = SequenceDataset(train_ids, config.seq_len, config.stride).windows()
+    steps = -(-len(windows) // config.batch_size)
+
+    def window_epoch() -> Iterator[tuple[torch.Tensor, torch.Tensor, bool]]:
+        order = torch.randperm(len(windows), generator=generator)
+        for start in range(0, len(windows), config.batch_size):
+            batch = windows[order[start : start + config.batch_size]]  # (batch, seq_len + 1)
+            yield batch[:, :-1], batch[:, 1:], False
+
+    return steps, window_epoch
+
+
+@torch.no_grad()
+def evaluate(
+    model: RNNLanguageModel, ids: torch.Tensor, *, batch_size: int = 10, seq_len: int = 35
+) -> float:
+    """Mean cross-entropy per target over a whole held-out stream, state carried throughout.
+
+    This is how the published word-level figures are measured (pytorch/examples
+    ``word_language_model``): columns of ``batch_size``, bptt chunks, no state reset.
+    """
+    ids = as_id_tensor(ids)
+    batch_size = max(1, min(batch_size, len(ids) // 2))
+    stream = StreamBatches(ids, batch_size, seq_len)
+    if stream.num_targets == 0:
+        raise ConfigError("the held-out stream is too short to evaluate", field="val_fraction")
+    was_training = model.training
+    model.eval()
+    device = model.device
+    hidden: Hidden | None = None
+    total_loss = 0.0
+    for x, y in stream:
+        logits, hidden = model(x.to(device), hidden)
+        total_loss += nn.functional.cross_entropy(
+            logits.reshape(-1, logits.size(-1)), y.to(device).reshape(-1), reduction="sum"
+        ).item()
+    model.train(was_training)
+    return total_loss / stream.num_targets
+
+
+def fit(
+    model: RNNLanguageModel,
+    train_ids: torch.Tensor,
+    val_ids: torch.Tensor | None = None,
+    config: TrainingConfig | None = None,
+    *,
+    on_progress: Callable[[Progress], None] | None = None,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrainingResult:
+    """Train ``model`` in place on ``train_ids`` and return what it reached.
+
+    After each epoch the model is evaluated on ``val_ids`` (whole stream, state carried);
+    when validation does not improve the learning rate is divided by ``lr_decay``, and after
+    ``patience`` such epochs training stops. The best validated weights are kept.
+    ``should_stop`` is checked before every step; when it returns True training ends at once
+    with ``stop_reason="stopped"``.
+    """
+    config = config or TrainingConfig()
+    train_ids = as_id_tensor(train_ids)
+    check_trainable(len(train_ids), config)
+    device = model.device
+    if config.seed is not None:
+        torch.manual_seed(config.seed)  # dropout masks
+    generator = torch.Generator()
+    generator.manual_seed(config.seed if config.seed is not None else torch.seed())
+    steps_per_epoch, epoch_batches = _batches(train_ids, config, generator)
+    total_steps = steps_per_epoch * config.epochs
+    if config.max_steps is not None:
+        total_steps = min(total_steps, config.max_steps)
+    optimizer = _make_optimizer(model, config)
+    lr = config.lr
+
+    best_val: float | None = None
+    best_state: dict[str, torch.Tensor] | None = None
+    bad_epochs = 0
+    step = 0
+    target_tokens = 0
+    train_seconds = 0.0
+    epochs: list[EpochRecord] = []
+    steps_history: list[dict[str, float]] = []
+    stop_reason: StopReason = "completed"
+    started = time.perf_counter()
+    last_train_loss = math.nan
+    model.train()
+
+    for epoch in range(1, config.epochs + 1):
+        epoch_loss = 0.0
+        epoch_targets = 0
+        window_loss = 0.0
+        window_targets = 0
+        hidden: Hidden | None = None
+        epoch_started = time.perf_counter()
+        for x, y, carry in epoch_batches():
+            if should_stop is not None and should_stop():
+                stop_reason = "stopped"
+                break
+            if config.max_steps is not None and step >= config.max_steps:
+                stop_reason = "max_steps"
+                break
+            if (
+                config.max_seconds is not None
+                and time.perf_counter() - started > config.max_seconds
+            ):
+                stop_reason = "max_seconds"
+                break
+            x, y = x.to(device), y.to(device)
+            if not carry or hidden is None or hidden_batch(hidden) != x.size(0):
+                hidden = None
+            else:
+                hidden = detach_hidden(hidden)
+            logits, hidden = model(x, hidden)  # (batch, seq, vocab)
+            loss = nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), config.clip)
+            optimizer.step()
+
+            step += 1
+            targets = y.numel()
+            loss_value = loss.item()  # one sync per step; needed for progress anyway
+            epoch_loss += loss_value * targets
+            epoch_targets += targets
+            window_loss += loss_value * targets
+            window_targets += targets
+            target_tokens += targets
+            if step % config.log_every == 0 or step == total_steps:
+                elapsed = train_seconds + time.perf_counter() - epoch_started
+                rate = target_tokens / elapsed if elapsed > 0 else 0.0
+                mean = window_loss / window_targets
+                steps_history.append({"step": step, "epoch": epoch, "loss": mean, "lr": lr})
+                window_loss = 0.0
+                window_targets = 0
+                if on_progress is not None:
+                    on_progress(
+                        Progress(step, total_steps, epoch, config.epochs, mean, rate, lr, elapsed)
+                    )
+        train_seconds += time.perf_counter() - epoch_started
+        if epoch_targets:
+            last_train_loss = epoch_loss / epoch_targets
+        # A cancelled run ends now (no evaluation); an empty epoch has nothing to evaluate.
+        if stop_reason == "stopped" or (epoch_targets == 0 and stop_reason != "completed"):
+            break
+
+        val_loss = None
+        if val_ids is not None and len(val_ids) > 1:
+            val_loss = evaluate(
+                model, val_ids, batch_size=config.eval_batch_size, seq_len=config.seq_len
+            )
+        rate = target_tokens / train_seconds if train_seconds > 0 else 0.0
+        record = EpochRecord(
+            epoch=epoch,
+            train_loss=last_train_loss,
+            val_loss=val_loss,
+            val_perplexity=_perplexity(val_loss),
+            lr=lr,
+            tokens_per_second=rate,
+        )
+        epochs.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
+        if val_loss is not None:
+            if best_val is None or val_loss < best_val:
+                best_val = val_loss
+                best_state = copy.deepcopy(model.state_dict()) if config.epochs > 1 else None
+                bad_epochs = 0
+            else:
+                bad_epochs += 1
+                lr /= config.lr_decay
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                if config.patience is not None and bad_epochs >= config.patience:
+                    stop_reason = "early_stopping"
+        if stop_reason != "completed":
+            break
+
+    if best_state is not None and epochs and epochs[-1].val_loss != best_val:
+        model.load_state_dict(best_state)
+    model.eval()
+    elapsed = time.perf_counter() - started
+    return TrainingResult(
+        train_loss=last_train_loss,
+        val_loss=best_val,
+        val_perplexity=_perplexity(best_val),
+        tokens_per_second=target_tokens / train_seconds if train_seconds > 0 else 0.0,
+        steps=step,
+        target_tokens=target_tokens,
+        elapsed_seconds=elapsed,
+        stop_reason=stop_reason,
+        epochs=epochs,
+        steps_history=steps_history,
+    )
+
+
+def hidden_batch(hidden: Hidden) -> int:
+    return (hidden[0] if isinstance(hidden, tuple) else hidden).size(1)
+
+
+def _perplexity(loss: float | None) -> float | None:
+    if loss is None:
+        return None
+    return math.exp(min(loss, 700.0))  # exp overflows past ~709

@@ -1,0 +1,173 @@
+import math
+
+import pytest
+import torch
+
+from models.errors import ConfigError
+from models.lm import LanguageModelConfig, RNNLanguageModel
+from models.tokenizer import Tokenizer, TokenizerConfig
+from models.training import (
+    Progress,
+    TrainingConfig,
+    evaluate,
+    fit,
+    split_ids,
+    unigram_perplexity,
+)
+from models.vocab import Vocab
+
+
+@pytest.fixture(scope="module")
+def classics_ids(hongloumeng_lines, jieba_cache_dir) -> tuple[torch.Tensor, int]:
+    """About 35k tokens from the start of 红楼梦, as one id stream."""
+    tokenizer = Tokenizer(TokenizerConfig(), jieba_cache_dir)
+    tokens = [token for line in hongloumeng_lines[:300] for token in tokenizer.tokenize(line)]
+    vocab = Vocab.build([tokens], order="frequency", min_freq=2)
+    return torch.tensor(vocab.encode(tokens)), len(vocab)
+
+
+def _train(ids: torch.Tensor, vocab_size: int, **overrides) -> tuple[RNNLanguageModel, object]:
+    torch.manual_seed(0)
+    model = RNNLanguageModel(
+        LanguageModelConfig(vocab_size=vocab_size, embedding_dim=64, hidden_size=128)
+    )
+    train_ids, val_ids = split_ids(ids, 0.1)
+    settings = {"batch_size": 20, "seq_len": 35, "epochs": 2, "lr": 3e-3, "seed": 0, **overrides}
+    return model, fit(model, train_ids, val_ids, TrainingConfig(**settings))
+
+
+@pytest.mark.slow
+def test_training_beats_the_unigram_baseline_on_real_text(classics_ids):
+    ids, vocab_size = classics_ids
+    _, result = _train(ids, vocab_size)
+    train_ids, val_ids = split_ids(ids, 0.1)
+    baseline = unigram_perplexity(train_ids, val_ids, vocab_size)
+    assert result.val_perplexity is not None
+    assert result.val_perplexity < baseline
+    print(f"val perplexity {result.val_perplexity:.1f} vs unigram {baseline:.1f}")
+    assert result.stop_reason == "completed"
+    assert [record.epoch for record in result.epochs] == [1, 2]
+    assert result.tokens_per_second > 0
+
+
+@pytest.mark.slow
+def test_the_same_seed_gives_the_same_loss_history(classics_ids):
+    ids, vocab_size = classics_ids
+    ids = ids[:8000]
+    _, first = _train(ids, vocab_size, epochs=1, log_every=5)
+    _, second = _train(ids, vocab_size, epochs=1, log_every=5)
+    assert [s["loss"] for s in first.steps_history] == [s["loss"] for s in second.steps_history]
+    assert first.val_loss == second.val_loss
+
+
+def test_windows_batching_trains_the_lesson_sized_example():
+    torch.manual_seed(0)
+    ids = torch.tensor([0, 1, 3, 4, 0, 1, 5, 2] * 10)
+    model = RNNLanguageModel(LanguageModelConfig(vocab_size=6, embedding_dim=4, hidden_size=5))
+    before = evaluate(model, ids, batch_size=1, seq_len=3)
+    result = fit(
+        model,
+        ids,
+        ids,
+        TrainingConfig(batching="windows", seq_len=3, batch_size=2, epochs=5, lr=0.05),
+    )
+    assert result.steps == 5 * math.ceil(77 / 2)  # 77 windows of length 3 in 80 ids
+    assert result.val_loss < before
+
+
+def test_progress_callback_and_stop_flag():
+    ids = torch.randint(0, 20, (5000,), generator=torch.Generator().manual_seed(0))
+    model = RNNLanguageModel(LanguageModelConfig(vocab_size=20, embedding_dim=8, hidden_size=8))
+    seen: list[Progress] = []
+
+    def stop_after_three() -> bool:
+        return len(seen) >= 3
+
+    result = fit(
+        model,
+        ids,
+        None,
+        TrainingConfig(batch_size=4, seq_len=10, epochs=3, log_every=2),
+        on_progress=seen.append,
+        should_stop=stop_after_three,
+    )
+    assert result.stop_reason == "stopped"
+    assert result.steps == 6
+    assert [p.step for p in seen] == [2, 4, 6]
+    assert seen[0].total_steps == 3 * 125
+    assert 0 < seen[-1].fraction < 1
+    assert all(p.tokens_per_second > 0 and math.isfinite(p.loss) for p in seen)
+
+
+def test_max_steps_ends_training_and_still_evaluates():
+    ids = torch.randint(0, 20, (2000,), generator=torch.Generator().manual_seed(0))
+    model = RNNLanguageModel(LanguageModelConfig(vocab_size=20, embedding_dim=8, hidden_size=8))
+    result = fit(
+        model, ids[:1800], ids[1800:], TrainingConfig(batch_size=4, seq_len=10, max_steps=7)
+    )
+    assert result.steps == 7
+    assert result.stop_reason == "max_steps"
+    assert result.val_loss is not None
+
+
+def test_learning_rate_drops_and_early_stopping_when_validation_stalls():
+    generator = torch.Generator().manual_seed(0)
+    # Random ids: nothing to learn, so validation stops improving after the first epochs.
+    train = torch.randint(0, 50, (3000,), generator=generator)
+    val = torch.randint(0, 50, (600,), generator=generator)
+    model = RNNLanguageModel(LanguageModelConfig(vocab_size=50, embedding_dim=16, hidden_size=32))
+    result = fit(
+        model,
+        train,
+        val,
+        TrainingConfig(batch_size=10, seq_len=20, epochs=30, lr=0.01, patience=2),
+    )
+    assert result.stop_reason == "early_stopping"
+    assert len(result.epochs) < 30
+    assert result.epochs[-1].lr < result.epochs[0].lr
+    assert result.val_loss == min(r.val_loss for r in result.epochs)
+
+
+@pytest.mark.parametrize(
+    ("settings", "field"),
+    [
+        ({"lr": 0}, "lr"),
+        ({"lr": float("nan")}, "lr"),
+        ({"optimizer": "rmsprop"}, "optimizer"),
+        ({"batching": "random"}, "batching"),
+        ({"epochs": 0}, "epochs"),
+        ({"clip": -1.0}, "clip"),
+        ({"seq_len": 0}, "seq_len"),
+    ],
+)
+def test_impossible_hyperparameters_name_their_field(settings, field):
+    with pytest.raises(ConfigError) as error:
+        TrainingConfig(**settings)
+    assert error.value.field == field
+
+
+def test_corpus_too_short_for_the_settings_is_a_config_error():
+    model = RNNLanguageModel(LanguageModelConfig(vocab_size=6))
+    with pytest.raises(ConfigError, match="seq_len") as error:
+        fit(model, torch.arange(6), None, TrainingConfig(batching="windows", seq_len=6))
+    assert error.value.field == "seq_len"
+    with pytest.raises(ConfigError, match="batch_size"):
+        fit(model, torch.arange(6), None, TrainingConfig(batch_size=20))
+
+
+def test_evaluation_over_the_whole_stream_matches_a_single_pass():
+    torch.manual_seed(0)
+    model = RNNLanguageModel(
+        LanguageModelConfig(vocab_size=30, embedding_dim=8, hidden_size=8)
+    ).eval()
+    ids = torch.randint(0, 30, (201,))
+    # batch_size 1: one column, chunks of 35 with carried state == one pass over everything.
+    loss = evaluate(model, ids, batch_size=1, seq_len=35)
+    logits, _ = model(ids[:-1].unsqueeze(0))
+    expected = torch.nn.functional.cross_entropy(logits[0], ids[1:]).item()
+    assert loss == pytest.approx(expected, rel=1e-5)
+
+
+def test_unigram_perplexity_of_a_uniform_stream_is_the_vocabulary_size():
+    ids = torch.arange(10).repeat(100)
+    assert unigram_perplexity(ids, ids, 10) == pytest.approx(10.0)
