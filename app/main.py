@@ -2,17 +2,74 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
 from app import __version__
+from app.errors import install_error_handlers
+from app.limits import BodySizeLimitMiddleware
+from app.metrics import MetricsMiddleware
+from app.routers import dataset, embed, generation, ops, registry, rnn, tokenize
+from app.routers.docs import install_docs
+from app.settings import Settings
+from app.state import ServiceState
+
+DESCRIPTION = """
+Word-level text-sequence modeling, Chinese first: segment text with jieba, build vocabularies,
+look up embeddings, run a recurrent layer and see its `output` and `hn`, and use next-word
+language models. Every step of the classic RNN lesson is an endpoint whose answer shows the
+shapes and values.
+
+Errors are RFC 9457 problem JSON (`application/problem+json`). With `SEQLAB_API_KEY` set, routes
+that change state need `Authorization: Bearer <key>`.
+"""
+
+TAGS = [
+    {"name": "text", "description": "jieba segmentation."},
+    {"name": "models", "description": "The model registry: vocabularies and networks, versioned."},
+    {"name": "embeddings", "description": "Rows of a model's embedding matrix."},
+    {
+        "name": "recurrent layer",
+        "description": "nn.RNN / LSTM / GRU forward passes, states visible.",
+    },
+    {"name": "dataset", "description": "The lesson's (x, y) windows and batches."},
+    {"name": "language model", "description": "Next-word prediction and generation."},
+    {"name": "operations", "description": "Health, readiness, versions, limits, metrics."},
+]
 
 
-def create_app() -> FastAPI:
-    app = FastAPI(title="seqlab", version=__version__)
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the service. Nothing is loaded until the app starts (its lifespan)."""
+    settings = settings or Settings()
+    logging.getLogger("seqlab").setLevel(settings.log_level.upper())
+    state = ServiceState(settings)
 
-    @app.get("/health", tags=["ops"])
-    async def health() -> dict[str, str]:
-        """The process is alive."""
-        return {"status": "ok"}
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # jieba and the registry load in the background: /health answers at once and
+        # /ready says 503 until they are loaded.
+        state.start_in_background()
+        yield
+        state.close()
 
+    app = FastAPI(
+        title="seqlab",
+        version=__version__,
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.service = state
+    install_error_handlers(app)
+    for router_module in (tokenize, registry, embed, rnn, dataset, generation, ops):
+        app.include_router(router_module.router)
+    install_docs(app)
+    app.add_middleware(MetricsMiddleware, metrics=state.metrics)
+    # Outermost: an oversized body is refused before anything reads it.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.limits.max_body_bytes)
     return app

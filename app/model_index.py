@@ -1,0 +1,172 @@
+"""The registry's SQLite index: which models and versions exist, and in which state.
+
+A version row is inserted as ``pending`` before its files are written and flipped to
+``ready`` after they are complete and loaded; the flip is the commit point. Anything still
+``pending`` at start-up was interrupted and is swept away with its files.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS models (
+    name TEXT PRIMARY KEY,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS versions (
+    name TEXT NOT NULL REFERENCES models(name) ON DELETE CASCADE,
+    version INTEGER NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'ready')),
+    created_at TEXT NOT NULL,
+    metrics TEXT NOT NULL DEFAULT '{}',
+    source TEXT NOT NULL DEFAULT '{}',
+    PRIMARY KEY (name, version)
+);
+"""
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    name: str
+    version: int
+    status: str
+    created_at: str
+    metrics: dict[str, Any]
+    source: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    name: str
+    created_at: str
+    updated_at: str
+
+
+class ModelIndex:
+    """A small, thread-safe wrapper over one SQLite connection (WAL, synchronous=FULL)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._connection.row_factory = sqlite3.Row
+        self._lock = threading.RLock()
+        with self._lock:
+            self._connection.execute("PRAGMA journal_mode=WAL")
+            self._connection.execute("PRAGMA synchronous=FULL")
+            self._connection.execute("PRAGMA foreign_keys=ON")
+            self._connection.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._connection.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._connection
+            except BaseException:
+                self._connection.execute("ROLLBACK")
+                raise
+            self._connection.execute("COMMIT")
+
+    def model(self, name: str) -> ModelRow | None:
+        with self._lock:
+            row = self._connection.execute(
+                "SELECT * FROM models WHERE name = ?", (name,)
+            ).fetchone()
+        return ModelRow(**dict(row)) if row else None
+
+    def models(self) -> list[ModelRow]:
+        with self._lock:
+            rows = self._connection.execute("SELECT * FROM models ORDER BY name").fetchall()
+        return [ModelRow(**dict(row)) for row in rows]
+
+    def versions(self, name: str, status: str | None = "ready") -> list[VersionRow]:
+        query = "SELECT * FROM versions WHERE name = ?"
+        parameters: tuple[Any, ...] = (name,)
+        if status is not None:
+            query += " AND status = ?"
+            parameters += (status,)
+        with self._lock:
+            rows = self._connection.execute(query + " ORDER BY version", parameters).fetchall()
+        return [_version_row(row) for row in rows]
+
+    def pending_versions(self) -> list[VersionRow]:
+        with self._lock:
+            rows = self._connection.execute(
+                "SELECT * FROM versions WHERE status = 'pending'"
+            ).fetchall()
+        return [_version_row(row) for row in rows]
+
+    def reserve_version(self, name: str, *, create: bool, source: dict[str, Any]) -> int:
+        """Insert a pending version (and the model row when ``create``); return its number."""
+        now = utc_now()
+        with self.transaction() as connection:
+            if create:
+                connection.execute(
+                    "INSERT INTO models (name, created_at, updated_at) VALUES (?, ?, ?)",
+                    (name, now, now),
+                )
+            (latest,) = connection.execute(
+                "SELECT COALESCE(MAX(version), 0) FROM versions WHERE name = ?", (name,)
+            ).fetchone()
+            version = latest + 1
+            connection.execute(
+                "INSERT INTO versions (name, version, status, created_at, source) "
+                "VALUES (?, ?, 'pending', ?, ?)",
+                (name, version, now, json.dumps(source, ensure_ascii=False)),
+            )
+        return version
+
+    def mark_ready(self, name: str, version: int, metrics: dict[str, Any]) -> VersionRow:
+        now = utc_now()
+        with self.transaction() as connection:
+            connection.execute(
+                "UPDATE versions SET status = 'ready', metrics = ? WHERE name = ? AND version = ?",
+                (json.dumps(metrics, ensure_ascii=False), name, version),
+            )
+            connection.execute("UPDATE models SET updated_at = ? WHERE name = ?", (now, name))
+            row = connection.execute(
+                "SELECT * FROM versions WHERE name = ? AND version = ?", (name, version)
+            ).fetchone()
+        return _version_row(row)
+
+    def discard_version(self, name: str, version: int) -> None:
+        """Forget a version that never became ready; drop the model if nothing else is left."""
+        with self.transaction() as connection:
+            connection.execute(
+                "DELETE FROM versions WHERE name = ? AND version = ?", (name, version)
+            )
+            (remaining,) = connection.execute(
+                "SELECT COUNT(*) FROM versions WHERE name = ?", (name,)
+            ).fetchone()
+            if remaining == 0:
+                connection.execute("DELETE FROM models WHERE name = ?", (name,))
+
+    def delete_model(self, name: str) -> bool:
+        with self.transaction() as connection:
+            deleted = connection.execute("DELETE FROM models WHERE name = ?", (name,)).rowcount
+        return deleted > 0
+
+
+def _version_row(row: sqlite3.Row) -> VersionRow:
+    data = dict(row)
+    data["metrics"] = json.loads(data["metrics"])
+    data["source"] = json.loads(data["source"])
+    return VersionRow(**data)

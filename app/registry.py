@@ -1,0 +1,220 @@
+"""The model registry: versions on disk, indexed in SQLite, loaded on the device and kept there.
+
+Layout under the data directory::
+
+    registry.sqlite3                    the index (see app.model_index)
+    models/<name>/v<version>/           one immutable checkpoint per version
+
+Publishing a version writes its checkpoint atomically, loads it back from disk onto the
+device, marks it ready in SQLite, and only then swaps the in-memory reference, so a reader
+always holds one whole version. Served modules are read-only (eval, no gradients).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from app.errors import ConflictError, InvalidInputError, NotFoundError
+from app.model_index import ModelIndex, VersionRow
+from app.tokenizers import TokenizerCache
+from models.checkpoint import load_checkpoint, save_checkpoint
+from models.lm import LanguageModelConfig, RNNLanguageModel
+from models.tokenizer import Tokenizer, TokenizerConfig
+from models.vocab import Vocab
+
+logger = logging.getLogger("seqlab.registry")
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+_NAME = re.compile(NAME_PATTERN)
+
+
+class ModelNotFoundError(NotFoundError):
+    pass
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """One whole version, ready to serve. Never mutated after it is published."""
+
+    name: str
+    version: int
+    model: RNNLanguageModel
+    vocab: Vocab
+    tokenizer: Tokenizer
+    created_at: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    source: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def config(self) -> LanguageModelConfig:
+        return self.model.config
+
+    @property
+    def tokenizer_config(self) -> TokenizerConfig:
+        return self.tokenizer.config
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+def validate_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise InvalidInputError(f"model name {name!r} must match {NAME_PATTERN}", field="name")
+    return name
+
+
+class ModelRegistry:
+    def __init__(
+        self,
+        data_dir: Path,
+        device: torch.device,
+        tokenizers: TokenizerCache,
+        older_versions_kept: int = 3,
+    ) -> None:
+        self.models_dir = data_dir / "models"
+        self.models_dir.mkdir(parents=True, exist_ok=True)
+        self.device = device
+        self.tokenizers = tokenizers
+        self.index = ModelIndex(data_dir / "registry.sqlite3")
+        self._older_versions_kept = older_versions_kept
+        self._latest: dict[str, LoadedModel] = {}
+        self._pinned: OrderedDict[tuple[str, int], LoadedModel] = OrderedDict()
+        self._publish_lock = threading.Lock()
+        self._read_lock = threading.Lock()
+
+    # -- start-up -------------------------------------------------------------------------
+    def load(self) -> None:
+        """Sweep interrupted writes, then load the latest ready version of every model."""
+        for row in self.index.pending_versions():
+            logger.warning("discarding interrupted version %s@%s", row.name, row.version)
+            shutil.rmtree(self._path(row.name, row.version), ignore_errors=True)
+            self.index.discard_version(row.name, row.version)
+        known = {row.name for row in self.index.models()}
+        for directory in self.models_dir.iterdir():
+            if directory.is_dir() and directory.name not in known:
+                shutil.rmtree(directory, ignore_errors=True)  # a deletion that was interrupted
+        for name in sorted(known):
+            versions = self.index.versions(name)
+            if versions:
+                self._latest[name] = self._load_version(versions[-1])
+
+    def close(self) -> None:
+        self.index.close()
+
+    # -- reading --------------------------------------------------------------------------
+    def names(self) -> list[str]:
+        return sorted(self._latest)
+
+    def __len__(self) -> int:
+        return len(self._latest)
+
+    def get(self, name: str, version: int | None = None) -> LoadedModel:
+        """The latest version of ``name``, or the pinned ``version``."""
+        latest = self._latest.get(name)
+        if latest is None:
+            raise ModelNotFoundError(f"model {name!r} does not exist", model=name)
+        if version is None or version == latest.version:
+            return latest
+        key = (name, version)
+        with self._read_lock:
+            cached = self._pinned.get(key)
+            if cached is not None:
+                self._pinned.move_to_end(key)
+                return cached
+        rows = [row for row in self.index.versions(name) if row.version == version]
+        if not rows:
+            raise ModelNotFoundError(
+                f"model {name!r} has no version {version} (latest is {latest.version})",
+                model=name,
+            )
+        loaded = self._load_version(rows[0])
+        with self._read_lock:
+            self._pinned[key] = loaded
+            while len(self._pinned) > self._older_versions_kept:
+                self._pinned.popitem(last=False)
+        return loaded
+
+    def versions(self, name: str) -> list[VersionRow]:
+        self.get(name)
+        return self.index.versions(name)
+
+    def timestamps(self, name: str) -> tuple[str, str]:
+        row = self.index.model(name)
+        if row is None:
+            raise ModelNotFoundError(f"model {name!r} does not exist", model=name)
+        return row.created_at, row.updated_at
+
+    # -- writing --------------------------------------------------------------------------
+    def publish(
+        self,
+        name: str,
+        model: RNNLanguageModel,
+        vocab: Vocab,
+        tokenizer: TokenizerConfig,
+        *,
+        create: bool,
+        metrics: dict[str, Any] | None = None,
+        source: dict[str, Any] | None = None,
+    ) -> LoadedModel:
+        """Write, load and publish a new version; ``create`` makes version 1 of a new model."""
+        validate_name(name)
+        with self._publish_lock:
+            exists = name in self._latest
+            if create and exists:
+                raise ConflictError(f"model {name!r} already exists", model=name)
+            if not create and not exists:
+                raise ModelNotFoundError(f"model {name!r} does not exist", model=name)
+            version = self.index.reserve_version(name, create=create, source=source or {})
+            path = self._path(name, version)
+            try:
+                save_checkpoint(path, model, vocab, tokenizer, {"name": name, "version": version})
+                row = self.index.mark_ready(name, version, metrics or {})
+                loaded = self._load_version(row)
+            except BaseException:
+                shutil.rmtree(path, ignore_errors=True)
+                self.index.discard_version(name, version)
+                raise
+            self._latest[name] = loaded  # the atomic swap readers see
+            return loaded
+
+    def delete(self, name: str) -> None:
+        with self._publish_lock:
+            if name not in self._latest:
+                raise ModelNotFoundError(f"model {name!r} does not exist", model=name)
+            self.index.delete_model(name)
+            del self._latest[name]
+            with self._read_lock:
+                for key in [key for key in self._pinned if key[0] == name]:
+                    del self._pinned[key]
+            shutil.rmtree(self.models_dir / name, ignore_errors=True)
+
+    # -- internals ------------------------------------------------------------------------
+    def _path(self, name: str, version: int) -> Path:
+        return self.models_dir / name / f"v{version}"
+
+    def _load_version(self, row: VersionRow) -> LoadedModel:
+        checkpoint = load_checkpoint(self._path(row.name, row.version), self.device)
+        checkpoint.model.requires_grad_(False)
+        return LoadedModel(
+            name=row.name,
+            version=row.version,
+            model=checkpoint.model,
+            vocab=checkpoint.vocab,
+            tokenizer=self.tokenizers.get(checkpoint.tokenizer),
+            created_at=row.created_at,
+            metrics=row.metrics,
+            source=row.source,
+        )

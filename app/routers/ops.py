@@ -1,0 +1,67 @@
+import platform
+from importlib.metadata import version
+
+import torch
+from fastapi import APIRouter, Depends, Response
+
+from app import __version__
+from app.deps import StateDep, require_read_key
+from app.errors import NotReadyError, UnauthorizedError, responses_for
+from app.metrics import CONTENT_TYPE
+from app.schemas.ops import Health, Info, Readiness
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/health")
+async def health() -> Health:
+    """The process is alive (it may still be loading: see /ready)."""
+    return Health(status="ok")
+
+
+@router.get("/ready", responses=responses_for(NotReadyError))
+async def ready(state: StateDep, response: Response) -> Readiness:
+    """200 once jieba and the registry are loaded; 503 until then."""
+    if not state.ready:
+        response.status_code = 503
+    return Readiness(
+        ready=state.ready,
+        jieba=state.jieba_ready,
+        registry=state.registry_ready,
+        models_loaded=len(state.registry) if state.registry_ready else 0,
+    )
+
+
+@router.get(
+    "/info", dependencies=[Depends(require_read_key)], responses=responses_for(UnauthorizedError)
+)
+async def info(state: StateDep) -> Info:
+    """Versions of the service and its libraries, the device, the limits, the models loaded."""
+    settings = state.settings
+    return Info(
+        service="seqlab",
+        version=__version__,
+        python=platform.python_version(),
+        torch=torch.__version__,
+        jieba=version("jieba"),
+        fastapi=version("fastapi"),
+        device=str(state.device),
+        cuda_available=torch.cuda.is_available(),
+        limits=settings.limits.model_dump(),
+        models_loaded=state.registry.names() if state.registry_ready else [],
+        auth={
+            "api_key_required_for_writes": settings.api_key is not None,
+            "reads_protected": settings.protect_reads,
+        },
+    )
+
+
+@router.get(
+    "/metrics",
+    dependencies=[Depends(require_read_key)],
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text format."}},
+)
+async def metrics(state: StateDep) -> Response:
+    """Prometheus metrics: requests and latency per route, models loaded."""
+    return Response(state.metrics.render(), media_type=CONTENT_TYPE)

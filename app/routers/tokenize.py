@@ -1,0 +1,45 @@
+from fastapi import APIRouter, Depends, Response
+
+from app.deps import (
+    READ_ONLY,
+    RegistryDep,
+    SettingsDep,
+    StateDep,
+    TokenizersDep,
+    require_json,
+    require_read_key,
+)
+from app.errors import LimitExceededError, NotFoundError, UnsupportedMediaTypeError, responses_for
+from app.routers import name_model
+from app.schemas.tokenize import TokenizeRequest, TokenizeResponse
+from app.services import tokenize as service
+
+router = APIRouter(tags=["text"], dependencies=[Depends(require_read_key), Depends(require_json)])
+
+# Short texts are cut on the event loop: a thread hop costs more than jieba does.
+INLINE_CHARS = 2_000
+
+
+@router.post(
+    "/tokenize",
+    responses=responses_for(NotFoundError, LimitExceededError, UnsupportedMediaTypeError),
+    openapi_extra=READ_ONLY,
+    response_model_exclude_none=True,
+)
+async def tokenize(
+    request: TokenizeRequest,
+    response: Response,
+    state: StateDep,
+    registry: RegistryDep,
+    tokenizers: TokenizersDep,
+    settings: SettingsDep,
+) -> TokenizeResponse:
+    """Segment one text or a batch with jieba; with `model`, its tokenizer and its ids."""
+    arguments = (request, registry, tokenizers, settings.limits)
+    if sum(len(text) for text in request.all_texts) <= INLINE_CHARS:
+        result = service.tokenize(*arguments)
+    else:
+        result = await state.run(service.tokenize, *arguments)
+    if result.model is not None and result.version is not None:
+        name_model(response, result.model, result.version)
+    return result

@@ -1,0 +1,40 @@
+"""Pieces shared by several schemas."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.registry import NAME_PATTERN
+
+ModelName = Annotated[
+    str,
+    Field(
+        pattern=NAME_PATTERN,
+        description="A model's name: [a-z0-9][a-z0-9_-]{0,63}.",
+        examples=["demo"],
+    ),
+]
+Version = Annotated[int, Field(ge=1, description="Pin a version; the latest when omitted.")]
+Text = Annotated[str, Field(min_length=1, description="A non-empty text.")]
+
+
+class StrictModel(BaseModel):
+    """Requests reject unknown fields (a typo must not pass silently) and NaN/Infinity."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class TensorOut(BaseModel):
+    """A tensor as JSON: ``values`` are nested lists whose nesting matches ``shape``."""
+
+    shape: list[int] = Field(examples=[[3, 2, 5]])
+    values: Any = Field(description="Nested lists of floats, nested as `shape` says.")
+
+
+class ModelRef(BaseModel):
+    """Which model and version answered; also sent as the `Seqlab-Model: name@version` header."""
+
+    model: str = Field(examples=["demo"])
+    version: int = Field(examples=[1])

@@ -1,0 +1,49 @@
+"""Schemas of ``POST /embed``."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from app.schemas.common import ModelName, ModelRef, StrictModel, Text, Version
+
+
+class EmbedRequest(StrictModel):
+    """Exactly one of `text`, `texts`, `tokens` (pre-segmented) or `ids`."""
+
+    model_config = StrictModel.model_config | {
+        "json_schema_extra": {
+            "examples": [
+                {"model": "demo", "texts": ["我爱学习自然语言处理", "我爱机器学习"]},
+                {"model": "demo", "tokens": [["我", "爱", "学习"]]},
+                {"model": "demo", "ids": [[2, 3, 4]]},
+            ]
+        }
+    }
+
+    model: ModelName
+    version: Version | None = None
+    text: Text | None = None
+    texts: list[Text] | None = Field(None, min_length=1)
+    tokens: list[list[str]] | None = Field(None, min_length=1)
+    ids: list[list[int]] | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_input(self) -> EmbedRequest:
+        given = [
+            name for name in ("text", "texts", "tokens", "ids") if getattr(self, name) is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                f"give exactly one of 'text', 'texts', 'tokens' or 'ids' (got {given or 'none'})"
+            )
+        return self
+
+
+class EmbedResponse(ModelRef):
+    dim: int = Field(examples=[4])
+    tokens: list[list[str]]
+    ids: list[list[int]]
+    oov: list[list[bool]] = Field(
+        description="True where a token is not in the vocabulary (→ <unk>)."
+    )
+    vectors: list[list[list[float]]] = Field(description="(texts, tokens, dim)")

@@ -1,0 +1,32 @@
+"""Schemas of the operational routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    ready: bool
+    jieba: bool
+    registry: bool
+    models_loaded: int
+
+
+class Info(BaseModel):
+    service: str
+    version: str
+    python: str
+    torch: str
+    jieba: str
+    fastapi: str
+    device: str
+    cuda_available: bool
+    limits: dict[str, Any]
+    models_loaded: list[str]
+    auth: dict[str, bool]

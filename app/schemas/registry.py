@@ -1,0 +1,105 @@
+"""Schemas of the model registry routes (``/models``)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from app.schemas.common import ModelName, StrictModel, Text
+from app.schemas.tokenize import TokenizerSettings
+
+
+class VocabSettings(StrictModel):
+    """How the vocabulary is built from the texts."""
+
+    order: Literal["first_seen", "frequency"] = Field(
+        "first_seen", description="first_seen is the lesson's order; frequency sorts by count."
+    )
+    specials: list[Text] = Field(default_factory=lambda: ["<pad>", "<unk>"], max_length=16)
+    min_freq: int = Field(1, ge=1)
+    max_size: int | None = Field(None, ge=1, description="Largest size, specials included.")
+
+
+class CreateModelRequest(StrictModel):
+    """A new model: its vocabulary is built from `texts`, its weights are random until trained."""
+
+    model_config = StrictModel.model_config | {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "name": "lesson",
+                    "texts": ["我爱学习自然语言处理", "我爱机器学习"],
+                    "vocab": {"specials": []},
+                    "embedding_dim": 4,
+                    "hidden_size": 5,
+                    "num_layers": 2,
+                    "cell": "rnn",
+                    "nonlinearity": "tanh",
+                    "seed": 0,
+                }
+            ]
+        }
+    }
+
+    name: ModelName
+    texts: list[Text] = Field(min_length=1)
+    tokenizer: TokenizerSettings = Field(default_factory=TokenizerSettings)
+    vocab: VocabSettings = Field(default_factory=VocabSettings)
+    embedding_dim: int = Field(64, ge=1)
+    hidden_size: int = Field(128, ge=1)
+    num_layers: int = Field(1, ge=1)
+    cell: Literal["rnn", "lstm", "gru"] = "lstm"
+    nonlinearity: Literal["tanh", "relu"] = Field("tanh", description="Only for cell = rnn.")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    tie_weights: bool = Field(False, description="Share the embedding and output matrices.")
+    seed: int | None = Field(None, ge=0, description="Seed of the random initial weights.")
+
+
+class ModelConfigOut(BaseModel):
+    vocab_size: int
+    embedding_dim: int
+    hidden_size: int
+    num_layers: int
+    cell: str
+    nonlinearity: str
+    dropout: float
+    tie_weights: bool
+
+
+class VersionInfo(BaseModel):
+    version: int
+    created_at: str
+    metrics: dict[str, Any]
+    source: dict[str, Any]
+
+
+class ModelInfo(BaseModel):
+    name: str = Field(examples=["demo"])
+    version: int = Field(description="The latest version.", examples=[1])
+    versions: list[int]
+    config: ModelConfigOut
+    tokenizer: TokenizerSettings
+    vocab_size: int
+    specials: list[str]
+    num_parameters: int
+    device: str = Field(examples=["cpu"])
+    created_at: str
+    updated_at: str
+    metrics: dict[str, Any]
+    source: dict[str, Any] = Field(description="How this version was made.")
+
+
+class ModelList(BaseModel):
+    models: list[ModelInfo]
+
+
+class VocabPage(BaseModel):
+    model: str
+    version: int
+    size: int
+    offset: int
+    tokens: list[str] = Field(
+        description="Tokens from `offset`; a token's id is offset + position."
+    )
+    specials: list[str]

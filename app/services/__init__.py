@@ -1,0 +1,1 @@
+"""What the routers call: one function per operation, torch work inside, no HTTP."""

@@ -1,0 +1,53 @@
+"""``POST /embed``: rows of a model's embedding matrix."""
+
+from __future__ import annotations
+
+import torch
+
+from app.errors import InvalidInputError
+from app.limits import check_limit, check_texts
+from app.registry import ModelRegistry
+from app.schemas.embed import EmbedRequest, EmbedResponse
+from app.services.text import encode_texts
+from app.settings import Limits
+
+
+def embed(request: EmbedRequest, registry: ModelRegistry, limits: Limits) -> EmbedResponse:
+    loaded = registry.get(request.model, request.version)
+    vocab = loaded.vocab
+    if request.text is not None or request.texts is not None:
+        texts = [request.text] if request.text is not None else list(request.texts or [])
+        check_texts(limits, texts)
+        encoded = encode_texts(loaded, texts, "text" if request.text is not None else "texts")
+        tokens, ids, oov = encoded.tokens, encoded.ids, encoded.oov
+    elif request.tokens is not None:
+        check_limit(limits, "max_texts", len(request.tokens))
+        tokens = request.tokens
+        ids = [vocab.encode(row) for row in tokens]
+        oov = [[vocab.is_oov(token) for token in row] for row in tokens]
+    else:
+        ids = request.ids or []
+        check_limit(limits, "max_texts", len(ids))
+        tokens = [vocab.decode(row) for row in ids]  # UnknownIdError (422) when out of range
+        oov = [[False] * len(row) for row in ids]
+    total = sum(len(row) for row in ids)
+    if total == 0:
+        raise InvalidInputError("nothing to embed: every list is empty", field="body")
+    check_limit(limits, "max_tokens_per_forward", total)
+    check_limit(limits, "max_tensor_elements", total * loaded.config.embedding_dim)
+    flat = torch.tensor([i for row in ids for i in row], device=loaded.device)
+    vectors = loaded.model.embed(flat).float().cpu().tolist()  # (total, dim)
+    nested: list[list[list[float]]] = []
+    start = 0
+    for row in ids:
+        nested.append(vectors[start : start + len(row)])
+        start += len(row)
+    return EmbedResponse(
+        model=loaded.name,
+        version=loaded.version,
+        dim=loaded.config.embedding_dim,
+        tokens=tokens,
+        ids=ids,
+        oov=oov,
+        vectors=nested,
+    )

@@ -1,0 +1,169 @@
+"""``POST /rnn/forward``: a recurrent layer's ``output``, ``hn`` and ``cn``, shapes and values."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from app.errors import InvalidInputError
+from app.limits import check_limit, check_texts
+from app.registry import LoadedModel, ModelRegistry
+from app.schemas.rnn import RNNForwardRequest, RNNForwardResponse, RNNSpec
+from app.services.seeding import fresh_seed, seeded
+from app.services.tensors import tensor_from_json, tensor_to_json
+from app.services.text import encode_texts
+from app.settings import Limits
+
+
+def build_layer(spec: RNNSpec, seed: int) -> nn.RNNBase:
+    """Exactly the layer of ``torch.manual_seed(seed); nn.RNN(...)`` (or LSTM/GRU)."""
+    with seeded(seed):
+        if spec.cell == "rnn":
+            return nn.RNN(
+                spec.input_size,
+                spec.hidden_size,
+                num_layers=spec.num_layers,
+                nonlinearity=spec.nonlinearity,
+                bias=spec.bias,
+            )
+        layer_type = nn.LSTM if spec.cell == "lstm" else nn.GRU
+        return layer_type(
+            spec.input_size, spec.hidden_size, num_layers=spec.num_layers, bias=spec.bias
+        )
+
+
+def _initial_state(
+    request: RNNForwardRequest, layer: nn.RNNBase, batch: int, limits: Limits, device: torch.device
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None:
+    expected = [layer.num_layers, batch, layer.hidden_size]
+    is_lstm = isinstance(layer, nn.LSTM)
+    if request.c0 is not None and not is_lstm:
+        raise InvalidInputError("c0 is only for an LSTM layer", field="body.c0")
+    states = []
+    for name, values in (("h0", request.h0), ("c0", request.c0)):
+        if values is None:
+            states.append(torch.zeros(expected, device=device))
+            continue
+        state = tensor_from_json(values, name, limits)
+        if list(state.shape) != expected:
+            raise InvalidInputError(
+                f"{name} has shape {list(state.shape)}; this layer and input need "
+                f"[num_layers, batch, hidden_size] = {expected}",
+                field=f"body.{name}",
+            )
+        states.append(state.to(device))
+    if request.h0 is None and request.c0 is None:
+        return None  # torch's own zeros
+    return (states[0], states[1]) if is_lstm else states[0]
+
+
+def forward(
+    request: RNNForwardRequest, registry: ModelRegistry, limits: Limits
+) -> RNNForwardResponse:
+    if request.input is None:
+        return _forward_texts(request, registry, limits)
+    return _forward_tensor(request, registry, limits)
+
+
+def _forward_tensor(
+    request: RNNForwardRequest, registry: ModelRegistry, limits: Limits
+) -> RNNForwardResponse:
+    x = tensor_from_json(request.input or [], "input", limits)
+    if x.dim() != 3:
+        layout = (
+            "[batch, seq_len, input_size]"
+            if request.batch_first
+            else "[seq_len, batch, input_size]"
+        )
+        raise InvalidInputError(
+            f"input must have 3 dimensions {layout}, got shape {list(x.shape)}", field="body.input"
+        )
+    loaded = None
+    seed = None
+    if request.rnn is not None:
+        spec = request.rnn
+        check_limit(limits, "max_embedding_dim", spec.input_size)
+        check_limit(limits, "max_hidden_size", spec.hidden_size)
+        check_limit(limits, "max_num_layers", spec.num_layers)
+        seed = spec.seed if spec.seed is not None else fresh_seed()
+        layer = build_layer(spec, seed)
+        device = torch.device("cpu")
+    else:
+        loaded = registry.get(request.model or "", request.version)
+        layer = loaded.model.rnn
+        device = loaded.device
+    if x.size(-1) != layer.input_size:
+        raise InvalidInputError(
+            f"input's last dimension is {x.size(-1)}, "
+            f"but the layer's input_size is {layer.input_size}",
+            field="body.input",
+        )
+    # (seq, batch, input) in torch's default layout; our models' layers are batch_first.
+    seq_first = x.transpose(0, 1) if request.batch_first else x
+    seq_len, batch = seq_first.shape[:2]
+    check_limit(limits, "max_tokens_per_forward", seq_len * batch)
+    check_limit(limits, "max_tensor_elements", seq_len * batch * layer.hidden_size)
+    hidden = _initial_state(request, layer, batch, limits, device)
+    layer_input = seq_first.transpose(0, 1) if layer.batch_first else seq_first
+    output, state = layer(layer_input.to(device), hidden)
+    if layer.batch_first != request.batch_first:
+        output = output.transpose(0, 1)
+    return _response(request, layer, output, state, limits=limits, seed=seed, loaded=loaded)
+
+
+def _forward_texts(
+    request: RNNForwardRequest, registry: ModelRegistry, limits: Limits
+) -> RNNForwardResponse:
+    loaded = registry.get(request.model or "", request.version)
+    texts = [request.text] if request.text is not None else list(request.texts or [])
+    check_texts(limits, texts)
+    encoded = encode_texts(loaded, texts, "text" if request.text is not None else "texts")
+    lengths = [len(row) for row in encoded.ids]
+    longest = max(lengths)
+    layer = loaded.model.rnn
+    check_limit(limits, "max_tokens_per_forward", longest * len(texts))
+    check_limit(limits, "max_tensor_elements", longest * len(texts) * layer.hidden_size)
+    pad = loaded.vocab.pad_id if loaded.vocab.pad_id is not None else 0
+    ids = torch.full((len(texts), longest), pad, dtype=torch.long)  # (batch, seq), right-padded
+    for row, token_ids in enumerate(encoded.ids):
+        ids[row, : len(token_ids)] = torch.tensor(token_ids)
+    hidden = _initial_state(request, layer, len(texts), limits, loaded.device)
+    result = loaded.model.recurrent(
+        ids.to(loaded.device),
+        hidden,
+        lengths=torch.tensor(lengths) if len(set(lengths)) > 1 else None,
+    )
+    output = result.output if request.batch_first else result.output.transpose(0, 1)
+    state = result.hn if result.cn is None else (result.hn, result.cn)
+    response = _response(request, layer, output, state, limits=limits, loaded=loaded)
+    response.lengths = lengths
+    response.tokens = encoded.tokens
+    response.ids = encoded.ids
+    return response
+
+
+def _response(
+    request: RNNForwardRequest,
+    layer: nn.RNNBase,
+    output: torch.Tensor,
+    state: torch.Tensor | tuple[torch.Tensor, torch.Tensor],
+    *,
+    limits: Limits,
+    seed: int | None = None,
+    loaded: LoadedModel | None = None,
+) -> RNNForwardResponse:
+    hn, cn = state if isinstance(state, tuple) else (state, None)
+    weights = None
+    if request.return_weights:
+        check_limit(limits, "max_tensor_elements", sum(p.numel() for p in layer.parameters()))
+        weights = {name: tensor_to_json(p) for name, p in layer.named_parameters()}
+    return RNNForwardResponse(
+        output=tensor_to_json(output),
+        hn=tensor_to_json(hn),
+        cn=tensor_to_json(cn) if cn is not None else None,
+        batch_first=request.batch_first,
+        weights=weights,
+        seed=seed,
+        model=loaded.name if loaded is not None else None,
+        version=loaded.version if loaded is not None else None,
+    )

@@ -1,0 +1,42 @@
+"""``POST /tokenize``."""
+
+from __future__ import annotations
+
+from app.limits import check_limit, check_texts
+from app.registry import ModelRegistry
+from app.schemas.tokenize import TokenizeRequest, TokenizeResponse, TokenizerSettings
+from app.settings import Limits
+from app.tokenizers import TokenizerCache
+
+
+def tokenize(
+    request: TokenizeRequest, registry: ModelRegistry, tokenizers: TokenizerCache, limits: Limits
+) -> TokenizeResponse:
+    texts = request.all_texts
+    check_texts(limits, texts)
+    loaded = None
+    if request.model is not None:
+        loaded = registry.get(request.model, request.version)
+        tokenizer = loaded.tokenizer
+    else:
+        settings = request.tokenizer_settings()
+        check_limit(limits, "max_user_words", len(settings.user_words))
+        tokenizer = tokenizers.get(settings.to_config())
+    if request.offsets:
+        segmentations = [tokenizer.segment(text, offsets=True) for text in texts]
+        tokens = [s.tokens for s in segmentations]
+        offsets = [s.offsets or [] for s in segmentations]
+    else:
+        tokens = [tokenizer.tokenize(text) for text in texts]
+        offsets = None
+    response = TokenizeResponse(
+        tokens=tokens,
+        offsets=offsets,
+        tokenizer=TokenizerSettings.from_config(tokenizer.config),
+    )
+    if loaded is not None:
+        vocab = loaded.vocab
+        response.ids = [vocab.encode(t) for t in tokens]
+        response.oov = [[vocab.is_oov(token) for token in t] for t in tokens]
+        response.model, response.version = loaded.name, loaded.version
+    return response

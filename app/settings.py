@@ -1,0 +1,75 @@
+"""Settings from the environment (prefix ``SEQLAB_``). No other module reads ``os.environ``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Limits(BaseModel):
+    """What one request may ask for. Published in ``GET /info``; over a limit → 413 naming it.
+
+    Set each from the environment with a double underscore, e.g. ``SEQLAB_LIMITS__MAX_TEXTS=128``.
+    """
+
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="Bytes of one request body.")
+    max_texts: int = Field(64, ge=1, description="Texts in one request.")
+    max_text_chars: int = Field(10_000, ge=1, description="Characters of one text.")
+    max_tokens_per_forward: int = Field(
+        16_384, ge=1, description="Tokens (batch × sequence) in one forward pass."
+    )
+    max_tensor_elements: int = Field(
+        262_144,
+        ge=1,
+        description="Elements of a tensor sent or returned (input, h0, output, weights).",
+    )
+    max_vocab_size: int = Field(50_000, ge=2, description="Tokens in a model's vocabulary.")
+    max_embedding_dim: int = Field(1024, ge=1, description="A model's embedding size.")
+    max_hidden_size: int = Field(1024, ge=1, description="A recurrent layer's hidden size.")
+    max_num_layers: int = Field(4, ge=1, description="Recurrent layers.")
+    max_seq_len: int = Field(1024, ge=1, description="Window length of a dataset preview.")
+    max_generate_tokens: int = Field(512, ge=1, description="Tokens one /generate may produce.")
+    max_top_k: int = Field(100, ge=1, description="Candidates one /predict may return.")
+    max_user_words: int = Field(1000, ge=0, description="User words of one tokenizer.")
+    max_training_chars: int = Field(
+        2_000_000, ge=1, description="Characters of the texts that build a model's vocabulary."
+    )
+
+
+class Settings(BaseSettings):
+    """Where the service keeps its data, which device it computes on, who may change state."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SEQLAB_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    data_dir: Path = Field(Path("data"), description="Registry, weights and caches live here.")
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    api_key: SecretStr | None = Field(
+        None, description="When set, state-changing routes need 'Authorization: Bearer <key>'."
+    )
+    protect_reads: bool = Field(False, description="Also require the API key for reads.")
+    create_demo_model: bool = Field(
+        True, description="Create the 'demo' model from the bundled sample on an empty registry."
+    )
+    loaded_versions_per_model: int = Field(
+        3, ge=1, description="Older versions kept loaded besides the latest (pinned requests)."
+    )
+    tokenizer_cache_size: int = Field(16, ge=1, description="Tokenizer configurations kept ready.")
+    inference_threads: int = Field(8, ge=1, description="Concurrent torch computations.")
+    log_level: str = Field("info")
+    limits: Limits = Field(default_factory=Limits)
+
+    @property
+    def registry_path(self) -> Path:
+        return self.data_dir / "registry.sqlite3"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def jieba_cache_dir(self) -> Path:
+        return self.data_dir / "cache" / "jieba"

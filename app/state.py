@@ -1,0 +1,94 @@
+"""Everything one app instance owns, created by ``create_app`` and started in its lifespan."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import TypeVar
+
+import anyio
+import torch
+
+from app.metrics import Metrics
+from app.registry import ModelRegistry
+from app.settings import Settings
+from app.tokenizers import TokenizerCache
+from models.device import resolve_device
+
+logger = logging.getLogger("seqlab")
+T = TypeVar("T")
+
+
+def _inference(function: Callable[[], T]) -> T:
+    with torch.inference_mode():
+        return function()
+
+
+class ServiceState:
+    """Settings, device, tokenizers, registry, metrics, and the start-up progress."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        # Resolved now, so a wrong SEQLAB_DEVICE fails at start-up rather than per request.
+        self.device = resolve_device(settings.device)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.tokenizers = TokenizerCache(settings.jieba_cache_dir, settings.tokenizer_cache_size)
+        self.registry = ModelRegistry(
+            settings.data_dir, self.device, self.tokenizers, settings.loaded_versions_per_model
+        )
+        self.metrics = Metrics(lambda: len(self.registry))
+        self.jieba_ready = False
+        self.registry_ready = False
+        self.start_error: str | None = None
+        self.startup_seconds: float | None = None
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._starter: threading.Thread | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.jieba_ready and self.registry_ready
+
+    def start_in_background(self) -> None:
+        self._starter = threading.Thread(target=self._start, name="seqlab-start", daemon=True)
+        self._starter.start()
+
+    def wait_started(self, timeout: float | None = None) -> None:
+        if self._starter is not None:
+            self._starter.join(timeout)
+
+    def _start(self) -> None:
+        from app.demo import ensure_demo_model
+
+        began = time.perf_counter()
+        try:
+            self.tokenizers.warm()
+            self.jieba_ready = True
+            self.registry.load()
+            if self.settings.create_demo_model:
+                ensure_demo_model(self.registry, self.tokenizers, self.settings)
+            self.registry_ready = True
+            self.startup_seconds = time.perf_counter() - began
+            logger.info(
+                "ready in %.2fs: %d model(s) on %s",
+                self.startup_seconds,
+                len(self.registry),
+                self.device,
+            )
+        except Exception as error:  # reported by /ready; the process stays up for diagnosis
+            logger.exception("start-up failed")
+            self.start_error = f"{type(error).__name__}: {error}"
+
+    async def run(self, function: Callable[..., T], *args: object) -> T:
+        """Run blocking work (torch, jieba on long texts) off the event loop, in inference mode."""
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self.settings.inference_threads)
+        return await anyio.to_thread.run_sync(
+            _inference, partial(function, *args), limiter=self._limiter
+        )
+
+    def close(self) -> None:
+        self.wait_started()
+        self.registry.close()
