@@ -9,6 +9,8 @@ table through :func:`responses_for`, so the docs never drift from the code.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,6 +103,24 @@ ERROR_TABLE: dict[type[Exception], ErrorKind] = {
     NotReadyError: ErrorKind(503, "Not ready", "not-ready"),
 }
 INTERNAL = ErrorKind(500, "Internal server error", "internal")
+
+
+@contextmanager
+def located(prefix: str) -> Iterator[None]:
+    """Name where in the request a modeling-core error comes from.
+
+    ``models/`` knows a field by its own name ("specials"); the request nests it
+    ("body.vocab.specials"). Errors raised inside the block get the prefix.
+    """
+    try:
+        yield
+    except (ConfigError, UnknownTokenError, UnknownIdError) as error:
+        field = getattr(error, "field", None)
+        error.field = f"{prefix}.{field}" if field else prefix  # type: ignore[union-attr]
+        raise
+
+
+_LOCATIONS = ("body", "query", "path", "header")
 
 
 def kind_of(error_type: type[BaseException]) -> ErrorKind | None:
@@ -203,6 +223,8 @@ async def _handle_known(request: Request, error: Exception) -> JSONResponse:
         detail = str(error)
         field = getattr(error, "field", None)
         if field is not None:
+            if not field.startswith(_LOCATIONS):
+                field = f"body.{field}"
             extra["errors"] = [{"field": field, "message": detail, "type": kind.slug}]
     if isinstance(error, UnauthorizedError):
         headers = {"WWW-Authenticate": "Bearer"}
@@ -216,6 +238,15 @@ async def _handle_http(request: Request, error: StarletteHTTPException) -> JSONR
         ErrorKind(error.status_code, _http_title(error.status_code), f"http-{error.status_code}"),
     )
     detail = error.detail if isinstance(error.detail, str) else str(error.detail)
+    if error.status_code == 400 and detail == "There was an error parsing the body":
+        # FastAPI's answer to a body json.loads cannot take (not UTF-8, nested too deep):
+        # the same 422 as any other malformed JSON.
+        return problem_response(
+            ERROR_TABLE[RequestValidationError],
+            "the body is not valid JSON (not UTF-8, or nested too deeply)",
+            request,
+            errors=[{"field": "body", "message": "not parseable as JSON", "type": "json_invalid"}],
+        )
     if error.status_code == 404 and detail == "Not Found":
         detail = f"no route {request.method} {request.url.path}"
     extra = getattr(error, "extra", None) or {}

@@ -10,6 +10,10 @@ import torch
 from models.errors import ConfigError
 from models.lm import Hidden, RNNLanguageModel
 
+# Sampling at a temperature this low is greedy anyway, and dividing log-probabilities by it
+# overflows to -inf everywhere.
+GREEDY_BELOW = 1e-4
+
 
 @dataclass(frozen=True)
 class Candidate:
@@ -56,7 +60,7 @@ def _pick(
     top_k_size: int | None,
     generator: torch.Generator,
 ) -> int:
-    if temperature == 0.0:
+    if temperature < GREEDY_BELOW:
         return int(torch.argmax(probabilities))
     # Temperature on the log scale: p^(1/T), renormalised.
     logits = probabilities.clamp_min(1e-30).log() / temperature
@@ -82,11 +86,12 @@ def generate(
 ) -> list[int]:
     """Continue ``prompt_ids`` by up to ``max_tokens`` ids.
 
-    ``temperature=0`` is greedy (always the most probable token). Otherwise tokens are
-    sampled from the distribution sharpened (T < 1) or flattened (T > 1) by ``temperature``,
-    restricted to the ``top_k_size`` most probable when given. The same ``seed`` gives the
-    same continuation. ``exclude_ids`` (e.g. ``<pad>``, ``<unk>``) are never produced;
-    generation ends early after any of ``stop_ids``. The state is carried step by step,
+    ``temperature=0`` (or below 1e-4) is greedy: always the most probable token.
+    Otherwise tokens are sampled from the distribution sharpened (T < 1) or flattened
+    (T > 1) by ``temperature``, restricted to the ``top_k_size`` most probable when given.
+    The same ``seed`` gives the same continuation. ``exclude_ids`` (e.g. ``<pad>``,
+    ``<unk>``) are never produced; generation ends early after any of ``stop_ids``.
+    The state is carried step by step,
     so the prompt is read once.
     """
     if max_tokens < 0:

@@ -9,7 +9,13 @@ from app.deps import (
     require_json,
     require_read_key,
 )
-from app.errors import LimitExceededError, NotFoundError, UnsupportedMediaTypeError, responses_for
+from app.errors import (
+    LimitExceededError,
+    NotFoundError,
+    UnauthorizedError,
+    UnsupportedMediaTypeError,
+    responses_for,
+)
 from app.routers import name_model
 from app.schemas.dataset import DatasetPreviewRequest, DatasetPreviewResponse
 from app.services import dataset as service
@@ -21,7 +27,9 @@ router = APIRouter(
 
 @router.post(
     "/dataset/preview",
-    responses=responses_for(NotFoundError, LimitExceededError, UnsupportedMediaTypeError),
+    responses=responses_for(
+        UnauthorizedError, NotFoundError, LimitExceededError, UnsupportedMediaTypeError
+    ),
     openapi_extra=READ_ONLY,
     response_model_exclude_none=True,
 )

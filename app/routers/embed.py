@@ -1,7 +1,13 @@
 from fastapi import APIRouter, Depends, Response
 
 from app.deps import READ_ONLY, RegistryDep, SettingsDep, StateDep, require_json, require_read_key
-from app.errors import LimitExceededError, NotFoundError, UnsupportedMediaTypeError, responses_for
+from app.errors import (
+    LimitExceededError,
+    NotFoundError,
+    UnauthorizedError,
+    UnsupportedMediaTypeError,
+    responses_for,
+)
 from app.routers import name_model
 from app.schemas.embed import EmbedRequest, EmbedResponse
 from app.services import embed as service
@@ -13,7 +19,9 @@ router = APIRouter(
 
 @router.post(
     "/embed",
-    responses=responses_for(NotFoundError, LimitExceededError, UnsupportedMediaTypeError),
+    responses=responses_for(
+        UnauthorizedError, NotFoundError, LimitExceededError, UnsupportedMediaTypeError
+    ),
     openapi_extra=READ_ONLY,
 )
 async def embed(

@@ -1,7 +1,13 @@
 from fastapi import APIRouter, Depends, Response
 
 from app.deps import READ_ONLY, RegistryDep, SettingsDep, StateDep, require_json, require_read_key
-from app.errors import LimitExceededError, NotFoundError, UnsupportedMediaTypeError, responses_for
+from app.errors import (
+    LimitExceededError,
+    NotFoundError,
+    UnauthorizedError,
+    UnsupportedMediaTypeError,
+    responses_for,
+)
 from app.routers import name_model
 from app.schemas.generation import (
     GenerateRequest,
@@ -14,7 +20,9 @@ from app.services import generation as service
 router = APIRouter(
     tags=["language model"], dependencies=[Depends(require_read_key), Depends(require_json)]
 )
-errors = responses_for(NotFoundError, LimitExceededError, UnsupportedMediaTypeError)
+errors = responses_for(
+    UnauthorizedError, NotFoundError, LimitExceededError, UnsupportedMediaTypeError
+)
 
 
 @router.post("/predict", responses=errors, openapi_extra=READ_ONLY)

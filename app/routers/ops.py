@@ -60,7 +60,10 @@ async def info(state: StateDep) -> Info:
     "/metrics",
     dependencies=[Depends(require_read_key)],
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text format."}},
+    responses={
+        200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text format."},
+        **responses_for(UnauthorizedError),
+    },
 )
 async def metrics(state: StateDep) -> Response:
     """Prometheus metrics: requests and latency per route, models loaded."""

@@ -1,7 +1,13 @@
 from fastapi import APIRouter, Depends, Response
 
 from app.deps import READ_ONLY, RegistryDep, SettingsDep, StateDep, require_json, require_read_key
-from app.errors import LimitExceededError, NotFoundError, UnsupportedMediaTypeError, responses_for
+from app.errors import (
+    LimitExceededError,
+    NotFoundError,
+    UnauthorizedError,
+    UnsupportedMediaTypeError,
+    responses_for,
+)
 from app.routers import name_model
 from app.schemas.rnn import RNNForwardRequest, RNNForwardResponse
 from app.services import rnn as service
@@ -13,7 +19,9 @@ router = APIRouter(
 
 @router.post(
     "/rnn/forward",
-    responses=responses_for(NotFoundError, LimitExceededError, UnsupportedMediaTypeError),
+    responses=responses_for(
+        UnauthorizedError, NotFoundError, LimitExceededError, UnsupportedMediaTypeError
+    ),
     openapi_extra=READ_ONLY,
     response_model_exclude_none=True,
 )

@@ -18,6 +18,7 @@ ModelName = Annotated[
 ]
 Version = Annotated[int, Field(ge=1, description="Pin a version; the latest when omitted.")]
 Text = Annotated[str, Field(min_length=1, description="A non-empty text.")]
+TokenId = Annotated[int, Field(ge=0, lt=2**31, description="An index into a vocabulary.")]
 
 
 class StrictModel(BaseModel):

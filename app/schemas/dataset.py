@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, model_validator
 
-from app.schemas.common import ModelName, StrictModel, Text, Version
+from app.schemas.common import ModelName, StrictModel, Text, TokenId, Version
 
 
 class DatasetPreviewRequest(StrictModel):
@@ -23,10 +23,10 @@ class DatasetPreviewRequest(StrictModel):
     version: Version | None = None
     vocab: list[str] | None = Field(None, min_length=1, description="Tokens; index = id.")
     texts: list[Text] | None = Field(None, min_length=1)
-    ids: list[int] | None = Field(None, min_length=1)
+    ids: list[TokenId] | None = Field(None, min_length=1)
     seq_len: int = Field(ge=1, examples=[3])
     stride: int = Field(1, ge=1)
-    batch_size: int = Field(2, ge=1)
+    batch_size: int = Field(2, ge=1, le=100_000)
     shuffle: bool = False
     seed: int | None = Field(None, ge=0, lt=2**63)
     limit: int = Field(20, ge=0, le=1000, description="Windows and batches listed at most.")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field, model_validator
 
-from app.schemas.common import ModelName, ModelRef, StrictModel, Text, Version
+from app.schemas.common import ModelName, ModelRef, StrictModel, Text, TokenId, Version
 
 
 class EmbedRequest(StrictModel):
@@ -24,8 +26,8 @@ class EmbedRequest(StrictModel):
     version: Version | None = None
     text: Text | None = None
     texts: list[Text] | None = Field(None, min_length=1)
-    tokens: list[list[str]] | None = Field(None, min_length=1)
-    ids: list[list[int]] | None = Field(None, min_length=1)
+    tokens: list[Annotated[list[Text], Field(min_length=1)]] | None = Field(None, min_length=1)
+    ids: list[Annotated[list[TokenId], Field(min_length=1)]] | None = Field(None, min_length=1)
 
     @model_validator(mode="after")
     def _one_input(self) -> EmbedRequest:

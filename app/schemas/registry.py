@@ -53,7 +53,9 @@ class CreateModelRequest(StrictModel):
     nonlinearity: Literal["tanh", "relu"] = Field("tanh", description="Only for cell = rnn.")
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     tie_weights: bool = Field(False, description="Share the embedding and output matrices.")
-    seed: int | None = Field(None, ge=0, description="Seed of the random initial weights.")
+    seed: int | None = Field(
+        None, ge=0, lt=2**63, description="Seed of the random initial weights."
+    )
 
 
 class ModelConfigOut(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from app.errors import InvalidInputError, located
 from app.limits import check_limit, check_texts
 from app.registry import ModelRegistry
 from app.schemas.dataset import DatasetPreviewRequest, DatasetPreviewResponse, Pair
@@ -25,7 +26,8 @@ def preview(
         vocab = loaded.vocab
     elif request.vocab is not None:
         check_limit(limits, "max_vocab_size", len(request.vocab))
-        vocab = Vocab(request.vocab, specials=[])
+        with located("body.vocab"):
+            vocab = Vocab(request.vocab, specials=[])
     tokens: list[str] | None = None
     if request.texts is not None:
         check_texts(limits, request.texts)
@@ -34,11 +36,15 @@ def preview(
         if vocab is None:  # the lesson's: first-seen order, no specials
             vocab = Vocab.build(per_text, specials=[])
         tokens = [token for text_tokens in per_text for token in text_tokens]
-        ids = vocab.encode(tokens)
+        if not tokens:
+            raise InvalidInputError("the texts have no tokens once segmented", field="body.texts")
+        with located("body.texts"):
+            ids = vocab.encode(tokens)
     else:
         ids = list(request.ids or [])
         if vocab is not None:
-            vocab.decode(ids)  # every id must be in the vocabulary (else 422 naming it)
+            with located("body.ids"):
+                vocab.decode(ids)  # every id must be in the vocabulary (else 422 naming it)
     check_limit(limits, "max_tokens_per_forward", len(ids))
     dataset = SequenceDataset(ids, request.seq_len, request.stride)
     windows = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from app.errors import InvalidInputError
+from app.errors import InvalidInputError, located
 from app.limits import check_limit, check_texts
 from app.registry import ModelRegistry
 from app.schemas.embed import EmbedRequest, EmbedResponse
@@ -23,12 +23,14 @@ def embed(request: EmbedRequest, registry: ModelRegistry, limits: Limits) -> Emb
     elif request.tokens is not None:
         check_limit(limits, "max_texts", len(request.tokens))
         tokens = request.tokens
-        ids = [vocab.encode(row) for row in tokens]
+        with located("body.tokens"):
+            ids = [vocab.encode(row) for row in tokens]
         oov = [[vocab.is_oov(token) for token in row] for row in tokens]
     else:
         ids = request.ids or []
         check_limit(limits, "max_texts", len(ids))
-        tokens = [vocab.decode(row) for row in ids]  # UnknownIdError (422) when out of range
+        with located("body.ids"):
+            tokens = [vocab.decode(row) for row in ids]  # UnknownIdError (422) when out of range
         oov = [[False] * len(row) for row in ids]
     total = sum(len(row) for row in ids)
     if total == 0:

@@ -22,9 +22,9 @@ def _never_produced(loaded: LoadedModel) -> list[int]:
 
 
 def predict(request: PredictRequest, registry: ModelRegistry, limits: Limits) -> PredictResponse:
+    loaded = registry.get(request.model, request.version)
     check_limit(limits, "max_top_k", request.k)
     check_texts(limits, [request.text])
-    loaded = registry.get(request.model, request.version)
     encoded = encode_texts(loaded, [request.text], "text")
     exclude = [loaded.vocab.pad_id] if loaded.vocab.pad_id is not None else []
     candidates = generation.top_k(loaded.model, encoded.ids[0], request.k, exclude_ids=exclude)
@@ -43,9 +43,9 @@ def predict(request: PredictRequest, registry: ModelRegistry, limits: Limits) ->
 
 
 def generate(request: GenerateRequest, registry: ModelRegistry, limits: Limits) -> GenerateResponse:
+    loaded = registry.get(request.model, request.version)
     check_limit(limits, "max_generate_tokens", request.max_tokens)
     check_texts(limits, [request.prompt])
-    loaded = registry.get(request.model, request.version)
     encoded = encode_texts(loaded, [request.prompt], "prompt")
     produced = generation.generate(
         loaded.model,

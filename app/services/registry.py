@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.errors import InvalidInputError
+from app.errors import InvalidInputError, located
 from app.limits import check_limit
 from app.registry import LoadedModel, ModelRegistry
 from app.schemas.registry import (
@@ -27,38 +27,40 @@ def create_model(
     limits: Limits,
 ) -> LoadedModel:
     """Build the vocabulary from the texts, initialise the network, publish version 1."""
-    check_limit(limits, "max_texts", len(request.texts))
     check_limit(limits, "max_training_chars", sum(len(text) for text in request.texts))
     check_limit(limits, "max_embedding_dim", request.embedding_dim)
     check_limit(limits, "max_hidden_size", request.hidden_size)
     check_limit(limits, "max_num_layers", request.num_layers)
     check_limit(limits, "max_user_words", len(request.tokenizer.user_words))
-    tokenizer_config = request.tokenizer.to_config()
+    with located("body.tokenizer"):
+        tokenizer_config = request.tokenizer.to_config()
     tokenizer = tokenizers.get(tokenizer_config)
     settings = request.vocab
-    vocab = Vocab.build(
-        (tokenizer.tokenize(text) for text in request.texts),
-        order=settings.order,
-        specials=settings.specials,
-        min_freq=settings.min_freq,
-        max_size=settings.max_size,
-    )
+    with located("body.vocab"):
+        vocab = Vocab.build(
+            (tokenizer.tokenize(text) for text in request.texts),
+            order=settings.order,
+            specials=settings.specials,
+            min_freq=settings.min_freq,
+            max_size=settings.max_size,
+        )
     if len(vocab) == len(settings.specials):
         raise InvalidInputError(
             "the texts give no tokens for the vocabulary (all dropped, or all under min_freq)",
             field="body.texts",
         )
     check_limit(limits, "max_vocab_size", len(vocab))
-    config = LanguageModelConfig(
-        vocab_size=len(vocab),
-        embedding_dim=request.embedding_dim,
-        hidden_size=request.hidden_size,
-        num_layers=request.num_layers,
-        cell=request.cell,
-        nonlinearity=request.nonlinearity,
-        dropout=request.dropout,
-        tie_weights=request.tie_weights,
-    )
+    with located("body"):
+        config = LanguageModelConfig(
+            vocab_size=len(vocab),
+            embedding_dim=request.embedding_dim,
+            hidden_size=request.hidden_size,
+            num_layers=request.num_layers,
+            cell=request.cell,
+            nonlinearity=request.nonlinearity,
+            dropout=request.dropout,
+            tie_weights=request.tie_weights,
+        )
     seed = request.seed if request.seed is not None else fresh_seed()
     with seeded(seed):
         model = RNNLanguageModel(config)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from app.errors import InvalidInputError
+from app.errors import InvalidInputError, located
 from app.registry import LoadedModel
 
 
@@ -29,6 +29,8 @@ def encode_texts(loaded: LoadedModel, texts: list[str], field: str = "texts") ->
                 field=f"body.{field}.{position}" if field == "texts" else f"body.{field}",
             )
         all_tokens.append(tokens)
-        all_ids.append(vocab.encode(tokens))  # UnknownTokenError (422) without <unk>
+        location = f"body.{field}.{position}" if field == "texts" else f"body.{field}"
+        with located(location):
+            all_ids.append(vocab.encode(tokens))  # UnknownTokenError (422) without <unk>
         all_oov.append([vocab.is_oov(token) for token in tokens])
     return EncodedTexts(all_tokens, all_ids, all_oov)

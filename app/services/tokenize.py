@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from app.errors import located
 from app.limits import check_limit, check_texts
 from app.registry import ModelRegistry
 from app.schemas.tokenize import TokenizeRequest, TokenizeResponse, TokenizerSettings
@@ -21,7 +22,8 @@ def tokenize(
     else:
         settings = request.tokenizer_settings()
         check_limit(limits, "max_user_words", len(settings.user_words))
-        tokenizer = tokenizers.get(settings.to_config())
+        with located("body"):
+            tokenizer = tokenizers.get(settings.to_config())
     if request.offsets:
         segmentations = [tokenizer.segment(text, offsets=True) for text in texts]
         tokens = [s.tokens for s in segmentations]
