@@ -33,22 +33,27 @@ class BodySizeLimitMiddleware:
     buffer any amount of memory.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, per_path: dict[str, tuple[str, int]] | None = None
+    ) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.default = ("max_body_bytes", max_bytes)
+        # Routes that take bigger bodies (a corpus upload) have their own named limit.
+        self.per_path = per_path or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit_name, max_bytes = self.per_path.get(scope["path"], self.default)
         for key, value in scope["headers"]:
             if key == b"content-length":
                 try:
                     declared = int(value)
                 except ValueError:
                     declared = 0
-                if declared > self.max_bytes:
-                    await self._reject(scope, send, declared)
+                if declared > max_bytes:
+                    await self._reject(scope, send, declared, limit_name, max_bytes)
                     return
         received = 0
         response_started = False
@@ -58,8 +63,8 @@ class BodySizeLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _BodyTooLarge(received, self.max_bytes)
+                if received > max_bytes:
+                    raise _BodyTooLarge(received, limit_name, max_bytes)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -72,21 +77,22 @@ class BodySizeLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except _BodyTooLarge as error:
             if not response_started:
-                await self._reject(scope, send, error.received)
+                await self._reject(scope, send, error.received, limit_name, max_bytes)
 
-    async def _reject(self, scope: Scope, send: Send, size: int) -> None:
+    async def _reject(
+        self, scope: Scope, send: Send, size: int, limit_name: str, max_bytes: int
+    ) -> None:
         body = json.dumps(
             {
                 "type": "urn:seqlab:problem:limit-exceeded",
                 "title": "Over a limit",
                 "status": 413,
                 "detail": (
-                    f"request body: {size} bytes is over the limit "
-                    f"max_body_bytes = {self.max_bytes}"
+                    f"request body: {size} bytes is over the limit {limit_name} = {max_bytes}"
                 ),
                 "instance": scope.get("path", ""),
-                "limit": "max_body_bytes",
-                "maximum": self.max_bytes,
+                "limit": limit_name,
+                "maximum": max_bytes,
                 "value": size,
             }
         ).encode()
@@ -107,9 +113,9 @@ class BodySizeLimitMiddleware:
 class _BodyTooLarge(StarletteHTTPException):
     """Raised from ``receive``; FastAPI re-raises HTTP exceptions from body parsing as they are."""
 
-    def __init__(self, received: int, maximum: int) -> None:
+    def __init__(self, received: int, limit_name: str, maximum: int) -> None:
         super().__init__(
-            413, f"request body: over {received} bytes is over the limit max_body_bytes = {maximum}"
+            413, f"request body: over {received} bytes is over the limit {limit_name} = {maximum}"
         )
         self.received = received
-        self.extra = {"limit": "max_body_bytes", "maximum": maximum, "value": received}
+        self.extra = {"limit": limit_name, "maximum": maximum, "value": received}

@@ -12,7 +12,17 @@ from app import __version__
 from app.errors import install_error_handlers
 from app.limits import BodySizeLimitMiddleware
 from app.metrics import MetricsMiddleware
-from app.routers import dataset, embed, generation, ops, registry, rnn, tokenize
+from app.routers import (
+    corpora,
+    dataset,
+    embed,
+    generation,
+    ops,
+    registry,
+    rnn,
+    tokenize,
+    training,
+)
 from app.routers.docs import install_docs
 from app.settings import Settings
 from app.state import ServiceState
@@ -37,6 +47,7 @@ TAGS = [
     },
     {"name": "dataset", "description": "The lesson's (x, y) windows and batches."},
     {"name": "language model", "description": "Next-word prediction and generation."},
+    {"name": "training", "description": "Corpora and background training jobs."},
     {"name": "operations", "description": "Health, readiness, versions, limits, metrics."},
 ]
 
@@ -66,10 +77,26 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.service = state
     install_error_handlers(app)
-    for router_module in (tokenize, registry, embed, rnn, dataset, generation, ops):
+    for router_module in (
+        tokenize,
+        registry,
+        embed,
+        rnn,
+        dataset,
+        generation,
+        training,
+        corpora,
+        ops,
+    ):
         app.include_router(router_module.router)
     install_docs(app)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     # Outermost: an oversized body is refused before anything reads it.
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.limits.max_body_bytes)
+    limits = settings.limits
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=limits.max_body_bytes,
+        # A corpus upload may be bigger; its multipart framing adds a little.
+        per_path={"/corpora": ("max_corpus_bytes", limits.max_corpus_bytes + 65_536)},
+    )
     return app

@@ -13,8 +13,10 @@ always holds one whole version. Served modules are read-only (eval, no gradients
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
+import tempfile
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -26,7 +28,7 @@ import torch
 from app.errors import ConflictError, InvalidInputError, NotFoundError
 from app.model_index import ModelIndex, VersionRow
 from app.tokenizers import TokenizerCache
-from models.checkpoint import load_checkpoint, save_checkpoint
+from models.checkpoint import fsync_directory, load_checkpoint, save_checkpoint
 from models.lm import LanguageModelConfig, RNNLanguageModel
 from models.tokenizer import Tokenizer, TokenizerConfig
 from models.vocab import Vocab
@@ -100,7 +102,7 @@ class ModelRegistry:
         """Sweep interrupted writes, then load the latest ready version of every model."""
         for row in self.index.pending_versions():
             logger.warning("discarding interrupted version %s@%s", row.name, row.version)
-            shutil.rmtree(self._path(row.name, row.version), ignore_errors=True)
+            shutil.rmtree(self.path(row.name, row.version), ignore_errors=True)
             self.index.discard_version(row.name, row.version)
         known = {row.name for row in self.index.models()}
         for directory in self.models_dir.iterdir():
@@ -171,6 +173,30 @@ class ModelRegistry:
     ) -> LoadedModel:
         """Write, load and publish a new version; ``create`` makes version 1 of a new model."""
         validate_name(name)
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.models_dir))
+        try:
+            checkpoint = save_checkpoint(staging / "checkpoint", model, vocab, tokenizer)
+            return self.publish_directory(
+                name, checkpoint, create=create, metrics=metrics, source=source
+            )
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def publish_directory(
+        self,
+        name: str,
+        checkpoint: Path,
+        *,
+        create: bool,
+        metrics: dict[str, Any] | None = None,
+        source: dict[str, Any] | None = None,
+    ) -> LoadedModel:
+        """Publish a complete checkpoint directory (same filesystem) as the next version.
+
+        The index row is ``pending`` while the directory is moved in and loaded back; it
+        becomes ``ready`` only then, and the in-memory reference is swapped last.
+        """
+        validate_name(name)
         with self._publish_lock:
             exists = name in self._latest
             if create and exists:
@@ -178,9 +204,11 @@ class ModelRegistry:
             if not create and not exists:
                 raise ModelNotFoundError(f"model {name!r} does not exist", model=name)
             version = self.index.reserve_version(name, create=create, source=source or {})
-            path = self._path(name, version)
+            path = self.path(name, version)
             try:
-                save_checkpoint(path, model, vocab, tokenizer, {"name": name, "version": version})
+                path.parent.mkdir(parents=True, exist_ok=True)
+                os.rename(checkpoint, path)
+                fsync_directory(path.parent)
                 row = self.index.mark_ready(name, version, metrics or {})
                 loaded = self._load_version(row)
             except BaseException:
@@ -202,11 +230,11 @@ class ModelRegistry:
             shutil.rmtree(self.models_dir / name, ignore_errors=True)
 
     # -- internals ------------------------------------------------------------------------
-    def _path(self, name: str, version: int) -> Path:
+    def path(self, name: str, version: int) -> Path:
         return self.models_dir / name / f"v{version}"
 
     def _load_version(self, row: VersionRow) -> LoadedModel:
-        checkpoint = load_checkpoint(self._path(row.name, row.version), self.device)
+        checkpoint = load_checkpoint(self.path(row.name, row.version), self.device)
         checkpoint.model.requires_grad_(False)
         return LoadedModel(
             name=row.name,

@@ -34,7 +34,10 @@ class Limits(BaseModel):
     max_top_k: int = Field(100, ge=1, description="Candidates one /predict may return.")
     max_user_words: int = Field(1000, ge=0, description="User words of one tokenizer.")
     max_training_chars: int = Field(
-        2_000_000, ge=1, description="Characters of the texts that build a model's vocabulary."
+        2_000_000, ge=1, description="Characters of the texts that build or train a model."
+    )
+    max_corpus_bytes: int = Field(
+        16_777_216, ge=1, description="Bytes of one uploaded corpus (UTF-8 text)."
     )
 
 
@@ -59,6 +62,12 @@ class Settings(BaseSettings):
     )
     tokenizer_cache_size: int = Field(16, ge=1, description="Tokenizer configurations kept ready.")
     inference_threads: int = Field(8, ge=1, description="Concurrent torch computations.")
+    max_running_jobs: int = Field(
+        1, ge=1, description="Training jobs run at once; more wait queued."
+    )
+    job_threads: int = Field(
+        0, ge=0, description="torch threads of a training worker process; 0 = torch's default."
+    )
     log_level: str = Field("info")
     limits: Limits = Field(default_factory=Limits)
 
@@ -69,6 +78,14 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.data_dir / "models"
+
+    @property
+    def corpora_dir(self) -> Path:
+        return self.data_dir / "corpora"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.data_dir / "jobs"
 
     @property
     def jieba_cache_dir(self) -> Path:

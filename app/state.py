@@ -12,6 +12,9 @@ from typing import TypeVar
 import anyio
 import torch
 
+from app.corpora import CorpusStore
+from app.jobs.manager import JobManager
+from app.jobs.store import JobStore
 from app.metrics import Metrics
 from app.registry import ModelRegistry
 from app.settings import Settings
@@ -38,6 +41,15 @@ class ServiceState:
         self.tokenizers = TokenizerCache(settings.jieba_cache_dir, settings.tokenizer_cache_size)
         self.registry = ModelRegistry(
             settings.data_dir, self.device, self.tokenizers, settings.loaded_versions_per_model
+        )
+        self.corpora = CorpusStore(settings.corpora_dir, settings.registry_path)
+        self.jobs = JobManager(
+            settings.jobs_dir,
+            JobStore(settings.registry_path),
+            self.registry,
+            device=str(self.device),
+            max_running=settings.max_running_jobs,
+            threads=settings.job_threads,
         )
         self.metrics = Metrics(lambda: len(self.registry))
         self.jieba_ready = False
@@ -69,6 +81,7 @@ class ServiceState:
             self.registry.load()
             if self.settings.create_demo_model:
                 ensure_demo_model(self.registry, self.tokenizers, self.settings)
+            self.jobs.load()
             self.registry_ready = True
             self.startup_seconds = time.perf_counter() - began
             logger.info(
@@ -91,4 +104,7 @@ class ServiceState:
 
     def close(self) -> None:
         self.wait_started()
+        self.jobs.close()
+        self.jobs.store.close()
+        self.corpora.close()
         self.registry.close()

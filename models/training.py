@@ -231,6 +231,7 @@ def fit(
     on_progress: Callable[[Progress], None] | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    after_backward: Callable[[list[nn.Parameter]], None] | None = None,
 ) -> TrainingResult:
     """Train ``model`` in place on ``train_ids`` and return what it reached.
 
@@ -238,7 +239,8 @@ def fit(
     when validation does not improve the learning rate is divided by ``lr_decay``, and after
     ``patience`` such epochs training stops. The best validated weights are kept.
     ``should_stop`` is checked before every step; when it returns True training ends at once
-    with ``stop_reason="stopped"``.
+    with ``stop_reason="stopped"``. ``after_backward`` sees the parameters after each backward
+    pass (data-parallel training averages their gradients there).
     """
     config = config or TrainingConfig()
     train_ids = as_id_tensor(train_ids)
@@ -253,6 +255,7 @@ def fit(
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
     optimizer = _make_optimizer(model, config)
+    parameters = list(model.parameters())
     lr = config.lr
 
     best_val: float | None = None
@@ -297,8 +300,10 @@ def fit(
             loss = nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if after_backward is not None:
+                after_backward(parameters)
             if config.clip is not None:
-                nn.utils.clip_grad_norm_(model.parameters(), config.clip)
+                nn.utils.clip_grad_norm_(parameters, config.clip)
             optimizer.step()
 
             step += 1

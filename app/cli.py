@@ -1,0 +1,271 @@
+"""``seqlab``: serve the API, train a model from a text file, or segment text.
+
+    seqlab serve [--host H] [--port P]
+    seqlab train CORPUS --model NAME [--create …] [--epochs N …]
+    seqlab tokenize TEXT [--mode accurate|full|search] [--no-hmm] [--offsets]
+
+``train`` uses the same data directory and registry as the service (``SEQLAB_DATA_DIR``).
+Under ``torchrun --nproc_per_node=N -m app.cli train …`` it trains data-parallel: each rank
+on its shard of the stream, gradients averaged, rank 0 publishes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from models.errors import SeqlabError
+
+
+def _progress_printer(stream: Any) -> Any:
+    started = time.monotonic()
+
+    def emit(event: dict[str, Any]) -> None:
+        if event["type"] == "progress":
+            fraction = event["fraction"]
+            filled = int(fraction * 30)
+            elapsed = time.monotonic() - started
+            eta = elapsed * (1 - fraction) / fraction if fraction > 0 else 0.0
+            stream.write(
+                f"\repoch {event['epoch']}/{event['epochs']} "
+                f"step {event['step']}/{event['total_steps']} "
+                f"[{'#' * filled}{'.' * (30 - filled)}] {fraction:4.0%} "
+                f"loss {event['loss']:.3f} {event['tokens_per_second']:,.0f} tok/s "
+                f"ETA {eta:,.0f}s   "
+            )
+            stream.flush()
+        elif event["type"] == "epoch":
+            perplexity = event["val_perplexity"]
+            shown = f"{perplexity:.1f}" if perplexity is not None else "n/a"
+            stream.write(
+                f"\nepoch {event['epoch']} done: train loss {event['train_loss']:.3f}, "
+                f"val perplexity {shown}, lr {event['lr']:.2e}\n"
+            )
+
+    return emit
+
+
+def _train(arguments: argparse.Namespace) -> int:
+    from app.jobs.files import CHECKPOINT_DIR, discard
+    from app.jobs.prepare import prepare_job, read_lines
+    from app.jobs.worker import save_result, train
+    from app.registry import ModelRegistry
+    from app.schemas.training import CreateSpec, TrainRequest
+    from app.settings import Settings
+    from app.tokenizers import TokenizerCache
+    from models import distributed
+    from models.device import resolve_device
+
+    settings = Settings(**({"data_dir": arguments.data_dir} if arguments.data_dir else {}))
+    device = resolve_device(arguments.device or settings.device)
+    context = None
+    if distributed.launched_by_torchrun():
+        if device.type == "cuda":
+            device = resolve_device(f"cuda:{os.environ.get('LOCAL_RANK', '0')}")
+        context = distributed.init_distributed(device)
+    is_main = context is None or context.is_main
+    log = sys.stderr if is_main else open(os.devnull, "w")  # noqa: SIM115 - lives as long as the run
+
+    create = None
+    if arguments.create:
+        create = CreateSpec(
+            embedding_dim=arguments.embedding_dim,
+            hidden_size=arguments.hidden_size,
+            num_layers=arguments.num_layers,
+            cell=arguments.cell,
+            dropout=arguments.dropout or 0.0,
+            seed=arguments.seed,
+        )
+    lines = read_lines(Path(arguments.corpus).read_text(encoding="utf-8"))
+    if not lines:
+        print(f"seqlab: {arguments.corpus} holds no text", file=sys.stderr)
+        return 2
+    request = TrainRequest(
+        model=arguments.model,
+        texts=lines,
+        create=create,
+        seq_len=arguments.seq_len,
+        batching=arguments.batching,
+        batch_size=arguments.batch_size,
+        epochs=arguments.epochs,
+        lr=arguments.lr,
+        optimizer=arguments.optimizer,
+        val_fraction=arguments.val_fraction,
+        seed=arguments.seed,
+        max_steps=arguments.max_steps,
+        max_seconds=arguments.max_seconds,
+        patience=arguments.patience,
+        log_every=arguments.log_every,
+    )
+    registry = ModelRegistry(
+        settings.data_dir, device, TokenizerCache(settings.jieba_cache_dir), older_versions_kept=1
+    )
+    registry.load()
+    rank_suffix = f"-rank{context.rank}" if context else ""
+    job_dir = settings.jobs_dir / f"cli-{os.getpid()}{rank_suffix}"
+    try:
+        prepared = prepare_job(
+            job_dir.name, request, lines, registry, registry.tokenizers, settings.limits, job_dir
+        )
+        data = prepared.data
+        print(
+            f"{data['tokens']:,} tokens ({data['train_tokens']:,} train, {data['val_tokens']:,} "
+            f"held out), vocabulary {data['vocab_size']:,}, OOV rate {data['oov_rate']:.2%}",
+            file=log,
+        )
+        shard = None
+        after_backward = None
+        if context is not None:
+            world, rank = context.world_size, context.rank
+            shard = lambda ids: distributed.shard(ids, rank, world)  # noqa: E731
+            after_backward = distributed.average_gradients
+        model, result = train(
+            prepared.spec, _progress_printer(log), lambda: False, device, after_backward, shard
+        )
+        if arguments.dump_weights:
+            from safetensors.torch import save_model
+
+            target = Path(arguments.dump_weights)
+            target.mkdir(parents=True, exist_ok=True)
+            save_model(model, str(target / f"rank{context.rank if context else 0}.safetensors"))
+        if is_main:
+            save_result(prepared.spec, model)
+            loaded = registry.publish_directory(
+                arguments.model,
+                job_dir / CHECKPOINT_DIR,
+                create=create is not None,
+                metrics={
+                    "train_loss": result.train_loss,
+                    "val_loss": result.val_loss,
+                    "val_perplexity": result.val_perplexity,
+                    "tokens_per_second": result.tokens_per_second,
+                    "stop_reason": result.stop_reason,
+                    "unigram_perplexity": data["unigram_perplexity"],
+                },
+                source={"kind": "cli", "base_version": prepared.base_version},
+            )
+            perplexity = result.val_perplexity
+            print(
+                f"\npublished {loaded.label}: {result.steps} steps "
+                f"in {result.elapsed_seconds:.1f}s, "
+                f"{result.tokens_per_second:,.0f} tok/s, train loss {result.train_loss:.3f}, "
+                f"val perplexity {perplexity if perplexity is None else round(perplexity, 1)} "
+                f"(unigram {data['unigram_perplexity'] or float('nan'):.1f}), "
+                f"stopped: {result.stop_reason}",
+                file=log,
+            )
+    finally:
+        discard(job_dir)
+        registry.close()
+        if context is not None:
+            distributed.finish_distributed()
+    if context is not None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)  # gloo can abort at interpreter exit; the work is done and flushed
+    return 0
+
+
+def _tokenize(arguments: argparse.Namespace) -> int:
+    from models.tokenizer import Tokenizer, TokenizerConfig
+
+    tokenizer = Tokenizer(TokenizerConfig(mode=arguments.mode, hmm=not arguments.no_hmm))
+    segmentation = tokenizer.segment(arguments.text, offsets=arguments.offsets)
+    if arguments.json:
+        print(
+            json.dumps(
+                {"tokens": segmentation.tokens, "offsets": segmentation.offsets}, ensure_ascii=False
+            )
+        )
+    elif arguments.offsets:
+        for token, (start, end) in zip(
+            segmentation.tokens, segmentation.offsets or [], strict=True
+        ):
+            print(f"{start}\t{end}\t{token}")
+    else:
+        print(" / ".join(segmentation.tokens))
+    return 0
+
+
+def _serve(arguments: argparse.Namespace) -> int:
+    import uvicorn
+
+    uvicorn.run("app.main:create_app", factory=True, host=arguments.host, port=arguments.port)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="seqlab", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="start the HTTP service")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(run=_serve)
+
+    train = commands.add_parser("train", help="train a model on a UTF-8 text file")
+    train.add_argument("corpus", help="a UTF-8 text file, one paragraph per line")
+    train.add_argument("--model", required=True, help="the model to train (or --create)")
+    train.add_argument("--create", action="store_true", help="create the model from the corpus")
+    train.add_argument("--embedding-dim", type=int, default=64)
+    train.add_argument("--hidden-size", type=int, default=128)
+    train.add_argument("--num-layers", type=int, default=1)
+    train.add_argument("--cell", choices=["rnn", "lstm", "gru"], default="lstm")
+    train.add_argument("--dropout", type=float, default=None)
+    train.add_argument("--seq-len", type=int, default=35)
+    train.add_argument("--batching", choices=["stream", "windows"], default="stream")
+    train.add_argument("--batch-size", type=int, default=20)
+    train.add_argument("--epochs", type=int, default=1)
+    train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--optimizer", choices=["adam", "adamw", "sgd"], default="adam")
+    train.add_argument("--val-fraction", type=float, default=0.1)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--max-steps", type=int, default=None)
+    train.add_argument("--max-seconds", type=float, default=None)
+    train.add_argument("--patience", type=int, default=None)
+    train.add_argument("--log-every", type=int, default=20)
+    train.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
+    train.add_argument("--data-dir", default=None, help="default: SEQLAB_DATA_DIR or ./data")
+    train.add_argument("--dump-weights", default=None, help="write each rank's final weights here")
+    train.set_defaults(run=_train)
+
+    tokenize = commands.add_parser("tokenize", help="segment a text with jieba")
+    tokenize.add_argument("text")
+    tokenize.add_argument("--mode", choices=["accurate", "full", "search"], default="accurate")
+    tokenize.add_argument("--no-hmm", action="store_true")
+    tokenize.add_argument("--offsets", action="store_true")
+    tokenize.add_argument("--json", action="store_true")
+    tokenize.set_defaults(run=_tokenize)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = build_parser().parse_args(argv)
+    try:
+        return arguments.run(arguments)
+    except ValidationError as error:
+        for item in error.errors():
+            field = ".".join(str(part) for part in item["loc"])
+            print(f"seqlab: {field}: {item['msg']}", file=sys.stderr)
+        return 2
+    except (SeqlabError, OSError) as error:
+        print(f"seqlab: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:
+        from app.errors import ServiceError
+
+        if isinstance(error, ServiceError):
+            print(f"seqlab: {error.detail}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

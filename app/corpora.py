@@ -1,0 +1,118 @@
+"""Uploaded training corpora: UTF-8 text files under the data dir, indexed in SQLite."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.errors import InvalidInputError, NotFoundError
+from app.model_index import utc_now
+from models.checkpoint import fsync_directory
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS corpora (
+    id TEXT PRIMARY KEY,
+    filename TEXT,
+    bytes INTEGER NOT NULL,
+    lines INTEGER NOT NULL,
+    chars INTEGER NOT NULL,
+    created_at TEXT NOT NULL
+);
+"""
+
+
+class CorpusNotFoundError(NotFoundError):
+    pass
+
+
+@dataclass(frozen=True)
+class Corpus:
+    id: str
+    filename: str | None
+    bytes: int
+    lines: int
+    chars: int
+    created_at: str
+
+
+class CorpusStore:
+    def __init__(self, directory: Path, database: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self._connection = sqlite3.connect(database, check_same_thread=False, isolation_level=None)
+        self._connection.row_factory = sqlite3.Row
+        self._lock = threading.Lock()
+        with self._lock:
+            self._connection.execute("PRAGMA journal_mode=WAL")
+            self._connection.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._connection.close()
+
+    def add(self, data: bytes, filename: str | None = None) -> Corpus:
+        """Validate UTF-8, write the file atomically, then index it."""
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise InvalidInputError(
+                f"the corpus is not valid UTF-8: byte {error.start} cannot be decoded",
+                field="body",
+            ) from error
+        if text.startswith("\ufeff"):
+            text = text[1:]  # a byte-order mark is not text
+        if not text.strip():
+            raise InvalidInputError("the corpus is empty", field="body")
+        corpus = Corpus(
+            id=secrets.token_hex(8),
+            filename=filename,
+            bytes=len(data),
+            lines=text.count("\n") + (0 if text.endswith("\n") else 1),
+            chars=len(text),
+            created_at=utc_now(),
+        )
+        path = self.path(corpus.id)
+        staging = path.with_suffix(".partial")
+        with open(staging, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(staging, path)
+        fsync_directory(self.directory)
+        with self._lock:
+            self._connection.execute(
+                "INSERT INTO corpora VALUES (?, ?, ?, ?, ?, ?)",
+                (corpus.id, filename, corpus.bytes, corpus.lines, corpus.chars, corpus.created_at),
+            )
+        return corpus
+
+    def get(self, corpus_id: str) -> Corpus:
+        with self._lock:
+            row = self._connection.execute(
+                "SELECT * FROM corpora WHERE id = ?", (corpus_id,)
+            ).fetchone()
+        if row is None:
+            raise CorpusNotFoundError(f"corpus {corpus_id!r} does not exist", corpus_id=corpus_id)
+        return Corpus(**dict(row))
+
+    def list(self) -> list[Corpus]:
+        with self._lock:
+            rows = self._connection.execute("SELECT * FROM corpora ORDER BY created_at").fetchall()
+        return [Corpus(**dict(row)) for row in rows]
+
+    def read_text(self, corpus_id: str) -> str:
+        self.get(corpus_id)
+        return self.path(corpus_id).read_text(encoding="utf-8")
+
+    def delete(self, corpus_id: str) -> None:
+        self.get(corpus_id)
+        with self._lock:
+            self._connection.execute("DELETE FROM corpora WHERE id = ?", (corpus_id,))
+        self.path(corpus_id).unlink(missing_ok=True)
+
+    def path(self, corpus_id: str) -> Path:
+        return self.directory / f"{corpus_id}.txt"

@@ -1,0 +1,1 @@
+"""Training jobs: prepared in the service, trained in a worker process, published as versions."""

@@ -1,0 +1,317 @@
+"""The job manager: a queue, worker processes, their events, and publishing.
+
+Each running job is one spawned process (a crash or a kill cannot corrupt the service or the
+registry) watched by one thread of ours that turns its events into the job record, the SQLite
+row and, on success, a new model version.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import queue
+import secrets
+import threading
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from app.errors import ConflictError, NotFoundError
+from app.jobs.files import CHECKPOINT_DIR, IDS_FILE, discard
+from app.jobs.prepare import PreparedJob
+from app.jobs.store import JobRecord, JobStore
+from app.jobs.worker import run_job
+from app.model_index import utc_now
+from app.registry import ModelRegistry
+
+logger = logging.getLogger("seqlab.jobs")
+CANCEL_GRACE_SECONDS = 0.5  # then the worker is killed: a cancel takes effect within a second
+_context = multiprocessing.get_context("spawn")  # no fork of a threaded, torch-loaded process
+
+
+class JobNotFoundError(NotFoundError):
+    pass
+
+
+@dataclass
+class _Running:
+    process: Any
+    cancel: Any
+    events: Any
+    watcher: threading.Thread | None = None
+    cancel_requested: bool = False
+
+
+class JobManager:
+    def __init__(
+        self,
+        jobs_dir: Path,
+        store: JobStore,
+        registry: ModelRegistry,
+        device: str,
+        max_running: int = 1,
+        threads: int = 0,
+    ) -> None:
+        self.jobs_dir = jobs_dir
+        self.store = store
+        self.registry = registry
+        self.device = device
+        self.max_running = max_running
+        self.threads = threads
+        self._jobs: dict[str, JobRecord] = {}
+        self._queue: deque[str] = deque()
+        self._running: dict[str, _Running] = {}
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._closed = False
+
+    # -- start-up and shutdown --------------------------------------------------------------
+    def load(self) -> None:
+        """Restore history; jobs that were running are failed, queued ones resume."""
+        with self._lock:
+            for record in self.store.all():
+                self._jobs[record.id] = record
+                if record.status == "running":
+                    self._finish(record, "failed", error="interrupted: the service stopped")
+                elif record.status == "queued":
+                    if (self.job_dir(record.id) / IDS_FILE).is_file():
+                        self._queue.append(record.id)
+                    else:
+                        self._finish(record, "failed", error="its prepared data is missing")
+            self._schedule()
+
+    def close(self) -> None:
+        """Stop running workers; their jobs end as failed (interrupted), queued ones stay."""
+        with self._lock:
+            self._closed = True
+            running = list(self._running.values())
+        for running_job in running:
+            running_job.cancel.set()
+        for running_job in running:
+            running_job.process.join(CANCEL_GRACE_SECONDS)
+            if running_job.process.is_alive():
+                running_job.process.kill()
+            if running_job.watcher is not None:
+                running_job.watcher.join(10)
+
+    # -- reading --------------------------------------------------------------------------
+    def get(self, job_id: str) -> JobRecord:
+        with self._lock:
+            record = self._jobs.get(job_id)
+            if record is None:
+                raise JobNotFoundError(f"job {job_id!r} does not exist", job_id=job_id)
+            return JobRecord(**vars(record))  # a snapshot
+
+    def list(self, model: str | None = None, status: str | None = None) -> list[JobRecord]:
+        with self._lock:
+            return [
+                JobRecord(**vars(r))
+                for r in self._jobs.values()
+                if (model is None or r.model == model) and (status is None or r.status == status)
+            ]
+
+    def wait(self, job_id: str, timeout: float | None = None) -> JobRecord:
+        """Block until the job has finished (or ``timeout``); return its snapshot."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._jobs[job_id].finished, timeout)
+        return self.get(job_id)
+
+    def job_dir(self, job_id: str) -> Path:
+        return self.jobs_dir / job_id
+
+    def new_job_id(self) -> str:
+        return secrets.token_hex(8)
+
+    def creating(self, model: str) -> bool:
+        """Whether an unfinished job is creating ``model``."""
+        with self._lock:
+            return any(
+                r.model == model and r.create_model and not r.finished for r in self._jobs.values()
+            )
+
+    # -- writing --------------------------------------------------------------------------
+    def submit(self, job_id: str, prepared: PreparedJob) -> JobRecord:
+        spec = prepared.spec
+        with self._lock:
+            if spec["create"] and self.creating(spec["model"]):
+                discard(self.job_dir(job_id))
+                raise ConflictError(
+                    f"another job is already creating model {spec['model']!r}", model=spec["model"]
+                )
+            record = JobRecord(
+                id=job_id,
+                model=spec["model"],
+                status="queued",
+                create_model=spec["create"],
+                settings=prepared.settings,
+                data=prepared.data,
+                spec=spec,
+                created_at=utc_now(),
+                base_version=prepared.base_version,
+                progress={"epochs": spec["training"]["epochs"]},
+            )
+            self._jobs[job_id] = record
+            self.store.save(record)
+            self._queue.append(job_id)
+            self._schedule()
+            return self.get(job_id)
+
+    def cancel(self, job_id: str) -> JobRecord:
+        with self._lock:
+            record = self._jobs.get(job_id)
+            if record is None:
+                raise JobNotFoundError(f"job {job_id!r} does not exist", job_id=job_id)
+            if record.finished:
+                raise ConflictError(f"job {job_id!r} has already {record.status}", job_id=job_id)
+            if record.status == "queued":
+                self._queue.remove(job_id)
+                self._finish(record, "cancelled")
+                return self.get(job_id)
+            running = self._running.get(job_id)
+            if running is None:  # finishing right now
+                return self.get(job_id)
+            running.cancel_requested = True
+            running.cancel.set()
+        running.process.join(CANCEL_GRACE_SECONDS)
+        if running.process.is_alive():
+            running.process.kill()  # stuck in a long step: cancelling must not wait for it
+        return self.wait(job_id, timeout=5.0)
+
+    # -- internals ------------------------------------------------------------------------
+    def _schedule(self) -> None:
+        while not self._closed and self._queue and len(self._running) < self.max_running:
+            self._start(self._queue.popleft())
+
+    def _start(self, job_id: str) -> None:
+        record = self._jobs[job_id]
+        events = _context.Queue()
+        cancel = _context.Event()
+        process = _context.Process(
+            target=run_job,
+            args=(record.spec, events, cancel, self.device, self.threads),
+            name=f"seqlab-job-{job_id}",
+            daemon=True,
+        )
+        process.start()
+        watcher = threading.Thread(
+            target=self._watch, args=(job_id,), name=f"watch-{job_id}", daemon=True
+        )
+        self._running[job_id] = _Running(process, cancel, events, watcher)
+        record.status = "running"
+        record.started_at = utc_now()
+        record.worker_pid = process.pid
+        self._touch(record)
+        watcher.start()
+
+    def _watch(self, job_id: str) -> None:
+        running = self._running[job_id]
+        terminal: dict[str, Any] | None = None
+        while terminal is None:
+            try:
+                event = running.events.get(timeout=0.2)
+            except queue.Empty:
+                if not running.process.is_alive():
+                    try:  # the last events may still be in the pipe
+                        event = running.events.get(timeout=0.05)
+                    except queue.Empty:
+                        break
+                else:
+                    continue
+            if event["type"] in ("finished", "failed", "cancelled"):
+                terminal = event
+            else:
+                self._apply(job_id, event)
+        running.process.join(5)
+        self._conclude(job_id, running, terminal)
+
+    def _apply(self, job_id: str, event: dict[str, Any]) -> None:
+        with self._lock:
+            record = self._jobs[job_id]
+            if event["type"] == "progress":
+                elapsed = event["elapsed_seconds"]
+                fraction = event["fraction"]
+                eta = elapsed * (1 - fraction) / fraction if fraction > 0 else None
+                record.progress = {
+                    key: event[key] for key in ("epoch", "epochs", "step", "total_steps", "loss")
+                } | {"fraction": fraction, "elapsed_seconds": elapsed, "eta_seconds": eta}
+                history = record.metrics.setdefault("history", {"epochs": [], "steps": []})
+                history["steps"].append(
+                    {k: event[k] for k in ("step", "epoch", "loss", "lr", "tokens_per_second")}
+                )
+                record.metrics["train_loss"] = event["loss"]
+                record.metrics["tokens_per_second"] = event["tokens_per_second"]
+            elif event["type"] == "epoch":
+                history = record.metrics.setdefault("history", {"epochs": [], "steps": []})
+                history["epochs"].append({k: v for k, v in event.items() if k != "type"})
+                record.metrics["val_loss"] = event["val_loss"]
+                record.metrics["val_perplexity"] = event["val_perplexity"]
+            self._touch(record)
+
+    def _conclude(self, job_id: str, running: _Running, terminal: dict[str, Any] | None) -> None:
+        record = self._jobs[job_id]
+        try:
+            if self._closed and (terminal is None or terminal["type"] != "finished"):
+                self._finish(record, "failed", error="interrupted: the service stopped")
+            elif terminal is None:
+                code = running.process.exitcode
+                if running.cancel_requested:
+                    self._finish(record, "cancelled")
+                else:
+                    how = (
+                        f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+                    )
+                    self._finish(record, "failed", error=f"the worker process died ({how})")
+            elif terminal["type"] == "cancelled":
+                self._finish(record, "cancelled")
+            elif terminal["type"] == "failed":
+                logger.error("job %s failed: %s", job_id, terminal.get("traceback"))
+                self._finish(record, "failed", error=terminal["error"])
+            else:
+                self._publish(record, terminal["result"])
+        finally:
+            with self._lock:
+                self._running.pop(job_id, None)
+                discard(self.job_dir(job_id))
+                self._schedule()
+
+    def _publish(self, record: JobRecord, result: dict[str, Any]) -> None:
+        metrics = {
+            key: result[key]
+            for key in ("train_loss", "val_loss", "val_perplexity", "tokens_per_second")
+        }
+        metrics["stop_reason"] = result["stop_reason"]
+        metrics["unigram_perplexity"] = record.data.get("unigram_perplexity")
+        try:
+            loaded = self.registry.publish_directory(
+                record.model,
+                self.job_dir(record.id) / CHECKPOINT_DIR,
+                create=record.create_model,
+                metrics={**metrics, "job_id": record.id},
+                source={"kind": "train", "job_id": record.id, "base_version": record.base_version},
+            )
+        except Exception as error:  # the model was deleted or its name taken meanwhile
+            self._finish(record, "failed", error=f"publishing failed: {error}")
+            return
+        with self._lock:
+            record.metrics.update(metrics)
+            record.version = loaded.version
+        self._finish(record, "succeeded")
+
+    def _finish(self, record: JobRecord, status: str, error: str | None = None) -> None:
+        with self._lock:
+            record.status = status
+            record.error = error
+            record.finished_at = utc_now()
+            record.worker_pid = None
+            if status == "succeeded":
+                record.progress["fraction"] = 1.0
+                record.progress["eta_seconds"] = 0.0
+            self._touch(record)
+
+    def _touch(self, record: JobRecord) -> None:
+        """Persist a change and wake whoever waits on it (``wait`` and the event streams)."""
+        with self._lock:
+            record.revision += 1
+            self.store.save(record)
+            self._changed.notify_all()

@@ -1,0 +1,112 @@
+"""Job records in SQLite, so history survives restarts."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    status TEXT NOT NULL
+        CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')),
+    create_model INTEGER NOT NULL,
+    base_version INTEGER,
+    version INTEGER,
+    settings TEXT NOT NULL,
+    data TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    progress TEXT NOT NULL DEFAULT '{}',
+    metrics TEXT NOT NULL DEFAULT '{}',
+    error TEXT,
+    created_at TEXT NOT NULL,
+    started_at TEXT,
+    finished_at TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_by_model ON jobs (model, created_at);
+"""
+TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+_JSON_COLUMNS = ("settings", "data", "spec", "progress", "metrics")
+
+
+@dataclass
+class JobRecord:
+    """A job as the service knows it; ``revision`` grows with every change (for SSE)."""
+
+    id: str
+    model: str
+    status: str
+    create_model: bool
+    settings: dict[str, Any]
+    data: dict[str, Any]
+    spec: dict[str, Any]
+    created_at: str
+    base_version: int | None = None
+    version: int | None = None
+    progress: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    worker_pid: int | None = None
+    revision: int = 0
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL
+
+
+class JobStore:
+    def __init__(self, database: Path) -> None:
+        self._connection = sqlite3.connect(database, check_same_thread=False, isolation_level=None)
+        self._connection.row_factory = sqlite3.Row
+        self._lock = threading.Lock()
+        with self._lock:
+            self._connection.execute("PRAGMA journal_mode=WAL")
+            self._connection.execute("PRAGMA synchronous=FULL")
+            self._connection.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._connection.close()
+
+    def all(self) -> list[JobRecord]:
+        with self._lock:
+            rows = self._connection.execute("SELECT * FROM jobs ORDER BY created_at").fetchall()
+        records = []
+        for row in rows:
+            data = dict(row)
+            for column in _JSON_COLUMNS:
+                data[column] = json.loads(data[column])
+            data["create_model"] = bool(data["create_model"])
+            records.append(JobRecord(**data))
+        return records
+
+    def save(self, record: JobRecord) -> None:
+        """Insert or replace the whole row (records are small; writes are rare)."""
+        values = {
+            "id": record.id,
+            "model": record.model,
+            "status": record.status,
+            "create_model": int(record.create_model),
+            "base_version": record.base_version,
+            "version": record.version,
+            "error": record.error,
+            "created_at": record.created_at,
+            "started_at": record.started_at,
+            "finished_at": record.finished_at,
+        }
+        for column in _JSON_COLUMNS:
+            values[column] = json.dumps(getattr(record, column), ensure_ascii=False)
+        columns = ", ".join(values)
+        placeholders = ", ".join("?" for _ in values)
+        with self._lock:
+            self._connection.execute(
+                f"INSERT OR REPLACE INTO jobs ({columns}) VALUES ({placeholders})",
+                tuple(values.values()),
+            )

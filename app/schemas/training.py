@@ -1,0 +1,138 @@
+"""Schemas of ``/train`` (jobs) and ``/corpora``."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from app.schemas.common import ModelName, StrictModel, Text
+from app.schemas.registry import VocabSettings
+from app.schemas.tokenize import TokenizerSettings
+
+
+class CreateSpec(StrictModel):
+    """A new model's architecture, as in `POST /models` (its vocabulary comes from the corpus)."""
+
+    tokenizer: TokenizerSettings = Field(default_factory=TokenizerSettings)
+    vocab: VocabSettings = Field(default_factory=VocabSettings)
+    embedding_dim: int = Field(64, ge=1)
+    hidden_size: int = Field(128, ge=1)
+    num_layers: int = Field(1, ge=1)
+    cell: Literal["rnn", "lstm", "gru"] = "lstm"
+    nonlinearity: Literal["tanh", "relu"] = "tanh"
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    tie_weights: bool = False
+    seed: int | None = Field(0, ge=0, lt=2**63)
+
+
+class TrainRequest(StrictModel):
+    """Train `model` on `texts` or an uploaded `corpus_id`; with `create`, make the model first."""
+
+    model_config = StrictModel.model_config | {
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "model": "poems",
+                    "texts": ["我爱学习自然语言处理", "我爱机器学习", "我爱自然语言处理"],
+                    "create": {"embedding_dim": 16, "hidden_size": 32, "cell": "lstm"},
+                    "seq_len": 3,
+                    "batch_size": 2,
+                    "epochs": 5,
+                    "lr": 0.01,
+                    "val_fraction": 0.0,
+                    "wait": True,
+                }
+            ]
+        }
+    }
+
+    model: ModelName
+    texts: list[Text] | None = Field(None, min_length=1)
+    corpus_id: str | None = Field(None, pattern=r"^[0-9a-f]{16}$")
+    create: CreateSpec | None = None
+    seq_len: int = Field(35, ge=1, description="bptt length (stream) or window length (windows).")
+    stride: int = Field(1, ge=1, description="Windows only: the step between window starts.")
+    batching: Literal["stream", "windows"] = "stream"
+    batch_size: int = Field(20, ge=1)
+    epochs: int = Field(1, ge=1, le=10_000)
+    lr: float = Field(1e-3, gt=0, le=100)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    weight_decay: float = Field(0.0, ge=0)
+    clip: float | None = Field(0.25, gt=0, description="Gradient norm clipping; null for none.")
+    dropout: float | None = Field(None, ge=0, lt=1, description="Override the model's dropout.")
+    val_fraction: float = Field(0.1, ge=0, le=0.5, description="Held-out tail of the stream.")
+    seed: int | None = Field(0, ge=0, lt=2**63)
+    max_seconds: float | None = Field(None, gt=0)
+    max_steps: int | None = Field(None, ge=1)
+    patience: int | None = Field(
+        None, ge=1, description="Epochs without improvement before stopping."
+    )
+    log_every: int = Field(20, ge=1, description="Steps between progress reports.")
+    wait: bool = Field(False, description="Answer when the job has finished (200) instead of 202.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TrainRequest:
+        if (self.texts is None) == (self.corpus_id is None):
+            raise ValueError("give exactly one of 'texts' or 'corpus_id'")
+        return self
+
+
+class JobProgress(BaseModel):
+    epoch: int = 0
+    epochs: int = 0
+    step: int = 0
+    total_steps: int = 0
+    fraction: float = 0.0
+    elapsed_seconds: float = 0.0
+    eta_seconds: float | None = None
+    loss: float | None = None
+
+
+class JobMetrics(BaseModel):
+    train_loss: float | None = None
+    val_loss: float | None = None
+    val_perplexity: float | None = None
+    unigram_perplexity: float | None = Field(None, description="The baseline on the same split.")
+    tokens_per_second: float | None = None
+    stop_reason: str | None = None
+    history: dict[str, list[dict[str, Any]]] = Field(
+        default_factory=lambda: {"epochs": [], "steps": []},
+        description="Per epoch, and every `log_every` steps.",
+    )
+
+
+class JobInfo(BaseModel):
+    job_id: str
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    model: str
+    create: bool
+    version: int | None = Field(None, description="The version this job published.")
+    base_version: int | None = Field(None, description="The version training started from.")
+    progress: JobProgress
+    metrics: JobMetrics
+    data: dict[str, Any] = Field(description="Tokens, split sizes, vocabulary size, OOV rate.")
+    settings: dict[str, Any] = Field(description="The hyperparameters the job runs with.")
+    error: str | None = None
+    worker_pid: int | None = None
+    created_at: str
+    started_at: str | None = None
+    finished_at: str | None = None
+    links: dict[str, str]
+
+
+class JobList(BaseModel):
+    jobs: list[JobInfo]
+
+
+class CorpusInfo(BaseModel):
+    corpus_id: str
+    filename: str | None
+    bytes: int
+    lines: int
+    chars: int
+    created_at: str
+
+
+class CorpusList(BaseModel):
+    corpora: list[CorpusInfo]

@@ -1,0 +1,118 @@
+"""The ``seqlab`` command: train on a file into the same registry, tokenize, and torchrun."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from app.cli import main
+from tests.app.conftest import start_client
+from tests.conftest import REPO_ROOT
+
+CORPUS = "我爱学习自然语言处理\n我爱机器学习\n我爱自然语言处理\n" * 30
+TRAIN = ["--seq-len", "4", "--batch-size", "4", "--embedding-dim", "8", "--hidden-size", "8"]
+
+
+def test_tokenize_prints_tokens(capsys):
+    assert main(["tokenize", "我爱自然语言处理"]) == 0
+    assert capsys.readouterr().out.strip() == "我 / 爱 / 自然语言 / 处理"
+    assert main(["tokenize", "我爱自然语言处理", "--offsets"]) == 0
+    assert capsys.readouterr().out.splitlines()[2] == "2\t6\t自然语言"
+
+
+def test_train_publishes_into_the_services_registry(tmp_path, make_settings, capsys):
+    corpus = tmp_path / "lesson.txt"
+    corpus.write_text(CORPUS, encoding="utf-8")
+    data_dir = str(make_settings().data_dir)
+    code = main(
+        ["train", str(corpus), "--model", "cli-lm", "--create", "--data-dir", data_dir, *TRAIN]
+    )
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "published cli-lm@1" in err
+    assert "OOV rate 0.00%" in err
+    # Training again continues from version 1.
+    assert main(["train", str(corpus), "--model", "cli-lm", "--data-dir", data_dir, *TRAIN]) == 0
+    client = start_client(make_settings(create_demo_model=False))
+    try:
+        info = client.get("/models/cli-lm").json()
+        assert info["versions"] == [1, 2]
+        assert info["source"] == {"kind": "cli", "base_version": 1}
+    finally:
+        client.__exit__(None, None, None)
+
+
+def test_train_reports_impossible_settings(tmp_path, make_settings, capsys):
+    corpus = tmp_path / "short.txt"
+    corpus.write_text("我爱学习\n", encoding="utf-8")
+    data_dir = str(make_settings().data_dir)
+    arguments = ["train", str(corpus), "--model", "x", "--create", "--data-dir", data_dir]
+    assert (
+        main([*arguments, "--batching", "windows", "--seq-len", "50", "--val-fraction", "0"]) == 2
+    )
+    assert "seq_len" in capsys.readouterr().err
+    assert main(["train", str(corpus), "--model", "missing", "--data-dir", data_dir]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_data_parallel_ranks_end_with_identical_weights(tmp_path, make_settings):
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    if torchrun is None:
+        pytest.skip("torchrun is not installed beside this Python")
+    corpus = tmp_path / "lesson.txt"
+    corpus.write_text(CORPUS * 2, encoding="utf-8")
+    weights = tmp_path / "weights"
+    environment = {
+        **os.environ,
+        "SEQLAB_DATA_DIR": str(make_settings().data_dir),
+        "OMP_NUM_THREADS": "1",
+    }
+    result = subprocess.run(
+        [
+            torchrun,
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "app.cli",
+            "train",
+            str(corpus),
+            "--model",
+            "ddp-lm",
+            "--create",
+            "--dump-weights",
+            str(weights),
+            "--epochs",
+            "2",
+            "--lr",
+            "0.01",
+            *TRAIN,
+        ],
+        cwd=REPO_ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "published ddp-lm@1" in result.stderr
+    rank0 = load_file(weights / "rank0.safetensors")
+    rank1 = load_file(weights / "rank1.safetensors")
+    assert rank0.keys() == rank1.keys()
+    for name in rank0:
+        assert torch.equal(rank0[name], rank1[name]), name
+    # Training really happened: the weights moved away from the seeded initialisation.
+    torch.manual_seed(0)
+    from models.lm import LanguageModelConfig, RNNLanguageModel
+
+    initial = RNNLanguageModel(
+        LanguageModelConfig(vocab_size=8, embedding_dim=8, hidden_size=8, cell="lstm")
+    ).state_dict()
+    assert not torch.equal(initial["embedding.weight"], rank0["embedding.weight"])

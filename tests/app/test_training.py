@@ -1,0 +1,269 @@
+"""Training jobs over HTTP: real worker processes, real corpora, the registry publishing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from tests.app.conftest import start_client
+from tests.conftest import shared_file
+
+SMALL_TEXTS = ["我爱学习自然语言处理", "我爱机器学习", "我爱自然语言处理"] * 20
+QUICK = {"seq_len": 4, "batch_size": 4, "epochs": 1, "lr": 0.01, "val_fraction": 0.1}
+TINY_MODEL = {"embedding_dim": 8, "hidden_size": 16, "cell": "gru"}
+
+
+def wait_for(client, job_id: str, predicate, timeout: float = 60.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/train/{job_id}").json()
+        if predicate(job):
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} never reached the expected state: {job}")
+
+
+def long_job(client, model: str = "demo") -> dict:
+    """A job that runs until it is stopped (many epochs over the demo's own sample)."""
+    response = client.post(
+        "/train", json={"model": model, "texts": SMALL_TEXTS * 10, **QUICK, "epochs": 10_000}
+    )
+    assert response.status_code == 202, response.json()
+    job = response.json()
+    return wait_for(client, job["job_id"], lambda j: j["progress"]["step"] > 0)
+
+
+@pytest.mark.slow
+def test_create_and_train_on_real_text_beats_the_unigram_baseline(client):
+    path = shared_file("zh-classics/hongloumeng.txt")
+    lines = path.read_text(encoding="utf-8").splitlines()[:300]
+    response = client.post(
+        "/train",
+        json={
+            "model": "hongloumeng",
+            "texts": lines,
+            "create": {"embedding_dim": 64, "hidden_size": 128, "vocab": {"min_freq": 2}},
+            "epochs": 3,
+            "lr": 0.003,
+            "batch_size": 20,
+            "seq_len": 35,
+        },
+    )
+    assert response.status_code == 202
+    submitted = response.json()
+    assert submitted["status"] in ("queued", "running")
+    assert submitted["links"]["events"] == f"/train/{submitted['job_id']}/events"
+    job = wait_for(
+        client, submitted["job_id"], lambda j: j["status"] not in ("queued", "running"), 180
+    )
+    assert job["status"] == "succeeded", job["error"]
+    assert job["version"] == 1
+    metrics = job["metrics"]
+    assert metrics["val_perplexity"] < job["data"]["unigram_perplexity"]
+    assert [e["epoch"] for e in metrics["history"]["epochs"]] == [1, 2, 3]
+    assert metrics["history"]["steps"]
+    assert job["progress"]["fraction"] == 1.0
+
+    info = client.get("/models/hongloumeng").json()
+    assert info["metrics"]["val_perplexity"] == metrics["val_perplexity"]
+    assert info["source"]["job_id"] == job["job_id"]
+    predicted = client.post("/predict", json={"model": "hongloumeng", "text": "宝玉", "k": 3})
+    assert predicted.headers["Seqlab-Model"] == "hongloumeng@1"
+    generated = client.post(
+        "/generate", json={"model": "hongloumeng", "prompt": "宝玉", "max_tokens": 5, "seed": 0}
+    )
+    assert generated.status_code == 200
+    assert len(generated.json()["tokens"]) == 5
+
+
+def test_training_an_existing_model_publishes_the_next_version(client):
+    before = client.post("/embed", json={"model": "demo", "text": "我爱学习"}).json()["vectors"]
+    response = client.post(
+        "/train", json={"model": "demo", "texts": SMALL_TEXTS, **QUICK, "wait": True}
+    )
+    assert response.status_code == 200
+    job = response.json()
+    assert job["status"] == "succeeded", job["error"]
+    assert job["base_version"] == 1
+    assert job["version"] == 2
+    assert job["data"]["oov_rate"] == 0.0  # the demo's vocabulary holds the lesson's words
+    after = client.post("/embed", json={"model": "demo", "text": "我爱学习"})
+    assert after.headers["Seqlab-Model"] == "demo@2"
+    assert after.json()["vectors"] != before
+    pinned = client.post("/embed", json={"model": "demo", "version": 1, "text": "我爱学习"})
+    assert pinned.json()["vectors"] == before
+    assert client.get("/models/demo").json()["versions"] == [1, 2]
+
+
+def test_oov_rate_of_the_training_text_is_reported(client):
+    texts = ["量子计算机与区块链", *SMALL_TEXTS]
+    job = client.post(
+        "/train", json={"model": "demo", "texts": texts, **QUICK, "wait": True}
+    ).json()
+    assert job["status"] == "succeeded"
+    assert job["data"]["oov_tokens"] > 0
+    assert 0 < job["data"]["oov_rate"] < 0.1
+
+
+def test_windows_batching_as_in_the_lesson(client):
+    body = {
+        "model": "lesson-lm",
+        "texts": SMALL_TEXTS,
+        "create": {**TINY_MODEL, "vocab": {"specials": []}},
+        "batching": "windows",
+        "seq_len": 3,
+        "batch_size": 2,
+        "epochs": 2,
+        "lr": 0.01,
+        "val_fraction": 0.0,
+        "wait": True,
+    }
+    job = client.post("/train", json=body).json()
+    assert job["status"] == "succeeded", job["error"]
+    windows = job["data"]["train_tokens"] - 3  # (N - L - 1) // 1 + 1
+    assert job["progress"]["total_steps"] == 2 * -(-windows // 2)
+    assert job["metrics"]["val_perplexity"] is None
+
+
+def test_cancel_a_running_job_publishes_nothing(client):
+    job = long_job(client)
+    cancelled = client.delete(f"/train/{job['job_id']}")
+    assert cancelled.status_code == 200
+    assert cancelled.json()["status"] == "cancelled"
+    assert client.get("/models/demo").json()["versions"] == [1]
+    again = client.delete(f"/train/{job['job_id']}")
+    assert again.status_code == 409
+
+
+def test_killing_the_worker_fails_the_job_and_keeps_the_served_version(client):
+    job = long_job(client)
+    os.kill(job["worker_pid"], signal.SIGKILL)
+    failed = wait_for(client, job["job_id"], lambda j: j["status"] == "failed")
+    assert "worker process died" in failed["error"]
+    assert "signal 9" in failed["error"]
+    response = client.post("/predict", json={"model": "demo", "text": "我爱"})
+    assert response.status_code == 200
+    assert response.headers["Seqlab-Model"] == "demo@1"
+
+
+def test_inference_answers_while_a_job_runs(client):
+    job = long_job(client)
+    for _ in range(5):
+        assert (
+            client.post("/rnn/forward", json={"model": "demo", "text": "我爱"}).status_code == 200
+        )
+        assert client.post("/tokenize", json={"text": "我爱学习"}).status_code == 200
+    assert client.get(f"/train/{job['job_id']}").json()["status"] == "running"
+    client.delete(f"/train/{job['job_id']}")
+
+
+def test_jobs_queue_one_at_a_time_and_list_by_status(client):
+    first = long_job(client)
+    second = client.post("/train", json={"model": "demo", "texts": SMALL_TEXTS, **QUICK}).json()
+    assert second["status"] == "queued"
+    queued = client.get("/train", params={"status": "queued"}).json()["jobs"]
+    assert [j["job_id"] for j in queued] == [second["job_id"]]
+    client.delete(f"/train/{first['job_id']}")
+    done = wait_for(client, second["job_id"], lambda j: j["status"] == "succeeded")
+    assert done["version"] == 2
+    by_model = client.get("/train", params={"model": "demo"}).json()["jobs"]
+    assert {j["status"] for j in by_model} == {"cancelled", "succeeded"}
+
+
+def test_cancel_a_queued_job(client):
+    first = long_job(client)
+    second = client.post("/train", json={"model": "demo", "texts": SMALL_TEXTS, **QUICK}).json()
+    assert client.delete(f"/train/{second['job_id']}").json()["status"] == "cancelled"
+    client.delete(f"/train/{first['job_id']}")
+
+
+def test_events_stream_progress_and_a_final_event(client):
+    body = {"model": "demo", "texts": SMALL_TEXTS * 5, **QUICK, "epochs": 3, "log_every": 2}
+    job = client.post("/train", json=body).json()
+    events = []
+    with client.stream("GET", f"/train/{job['job_id']}/events") as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        name = None
+        for line in stream.iter_lines():
+            if line.startswith("event: "):
+                name = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                events.append((name, json.loads(line.removeprefix("data: "))))
+    names = [name for name, _ in events]
+    assert names[0] == "state"
+    assert names[-1] == "done"
+    assert "progress" in names
+    assert names.count("epoch") == 3
+    assert events[-1][1]["status"] == "succeeded"
+    # A client that connects after the end gets the state and the final event at once.
+    with client.stream("GET", f"/train/{job['job_id']}/events") as stream:
+        late = [line for line in stream.iter_lines() if line.startswith("event: ")]
+    assert late == ["event: state", "event: done"]
+
+
+def test_restart_keeps_job_history_and_fails_interrupted_jobs(make_settings):
+    settings = make_settings()
+    first = start_client(settings)
+    try:
+        done = first.post(
+            "/train", json={"model": "demo", "texts": SMALL_TEXTS, **QUICK, "wait": True}
+        ).json()
+        running = long_job(first)
+    finally:
+        first.__exit__(None, None, None)  # shuts down with a job running
+    second = start_client(settings)
+    try:
+        jobs = {j["job_id"]: j for j in second.get("/train").json()["jobs"]}
+        assert jobs[done["job_id"]]["status"] == "succeeded"
+        interrupted = jobs[running["job_id"]]
+        assert interrupted["status"] == "failed"
+        assert "interrupted" in interrupted["error"]
+        assert second.get("/models/demo").json()["versions"] == [1, 2]
+        assert second.post("/predict", json={"model": "demo", "text": "我"}).status_code == 200
+    finally:
+        second.__exit__(None, None, None)
+
+
+def test_unknown_models_and_corpora(client):
+    response = client.post("/train", json={"model": "nothing", "texts": SMALL_TEXTS, **QUICK})
+    assert response.status_code == 404
+    assert "nothing" in response.json()["detail"]
+    response = client.post(
+        "/train", json={"model": "demo", "corpus_id": "0123456789abcdef", **QUICK}
+    )
+    assert response.status_code == 404
+    assert client.get("/train/0123456789abcdef").status_code == 404
+
+
+def test_creating_a_model_that_exists_is_a_conflict(client):
+    response = client.post(
+        "/train", json={"model": "demo", "texts": SMALL_TEXTS, "create": TINY_MODEL, **QUICK}
+    )
+    assert response.status_code == 409
+
+
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [
+        ({"seq_len": 10_000, "batching": "windows"}, "body.seq_len"),
+        ({"batch_size": 5_000}, "body.batch_size"),
+        ({"lr": 0}, "body.lr"),
+        ({"lr": -1}, "body.lr"),
+        ({"optimizer": "rmsprop"}, "body.optimizer"),
+        ({"val_fraction": 0.9}, "body.val_fraction"),
+        ({"epochs": 0}, "body.epochs"),
+        ({"clip": 0}, "body.clip"),
+    ],
+)
+def test_impossible_settings_are_a_422_naming_the_field(client, override, field):
+    response = client.post(
+        "/train", json={"model": "demo", "texts": SMALL_TEXTS, **QUICK, **override}
+    )
+    assert response.status_code == 422
+    problem = response.json()
+    assert problem["type"].startswith("urn:seqlab:problem:")
+    assert any(e["field"] == field for e in problem["errors"]), problem
