@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import unicodedata
 from collections.abc import Iterator
@@ -25,6 +26,8 @@ from models.errors import ConfigError
 Mode = Literal["accurate", "full", "search"]
 Normalization = Literal["none", "nfkc", "halfwidth"]
 MODES: tuple[str, ...] = ("accurate", "full", "search")
+BACKENDS: tuple[str, ...] = ("jieba", "whitespace")
+_NON_SPACE = re.compile(r"\S+")
 NORMALIZATIONS: tuple[str, ...] = ("none", "nfkc", "halfwidth")
 
 # jieba logs "Building prefix dict ..." at DEBUG and INFO on every initialisation.
@@ -46,8 +49,9 @@ class TokenizerConfig:
         lowercase: lowercase every token.
         drop_whitespace: leave out tokens made only of whitespace.
         drop_punctuation: leave out tokens made only of punctuation.
-        backend: the segmenter; only ``jieba`` for now, recorded so a faster backend can
-            be added as an explicit per-model choice.
+        backend: ``jieba``, or ``whitespace`` for text that is already segmented (English,
+            WikiText-style corpora): tokens are the runs of non-space characters and ``mode``
+            and ``hmm`` do not apply. Recorded with each model, never swapped silently.
     """
 
     mode: Mode = "accurate"
@@ -57,7 +61,7 @@ class TokenizerConfig:
     lowercase: bool = False
     drop_whitespace: bool = True
     drop_punctuation: bool = False
-    backend: Literal["jieba"] = "jieba"
+    backend: Literal["jieba", "whitespace"] = "jieba"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -67,8 +71,10 @@ class TokenizerConfig:
                 f"normalization must be one of {NORMALIZATIONS}, not {self.normalization!r}",
                 field="normalization",
             )
-        if self.backend != "jieba":
-            raise ConfigError(f"backend must be 'jieba', not {self.backend!r}", field="backend")
+        if self.backend not in BACKENDS:
+            raise ConfigError(
+                f"backend must be one of {BACKENDS}, not {self.backend!r}", field="backend"
+            )
         # Accept any iterable of words but store a tuple so the config stays hashable.
         words = tuple(self.user_words)
         for word in words:
@@ -263,6 +269,8 @@ class Tokenizer:
         return not (self.config.drop_punctuation and _is_punctuation(token))
 
     def _cut(self, text: str) -> list[str]:
+        if self.config.backend == "whitespace":
+            return text.split()
         mode = self.config.mode
         if mode == "accurate":
             return self._jieba.lcut(text, HMM=self.config.hmm)
@@ -272,7 +280,10 @@ class Tokenizer:
         return self._jieba.lcut_for_search(text, HMM=self.config.hmm)
 
     def _cut_with_positions(self, text: str) -> Iterator[tuple[str, int, int]]:
-        if self.config.mode == "accurate":
+        if self.config.backend == "whitespace":
+            for match in _NON_SPACE.finditer(text):
+                yield match.group(), match.start(), match.end()
+        elif self.config.mode == "accurate":
             yield from self._jieba.tokenize(text, mode="default", HMM=self.config.hmm)
         elif self.config.mode == "search":
             yield from self._jieba.tokenize(text, mode="search", HMM=self.config.hmm)

@@ -20,7 +20,9 @@ class TokenizerSettings(StrictModel):
     lowercase: bool = False
     drop_whitespace: bool = True
     drop_punctuation: bool = False
-    backend: Literal["jieba"] = "jieba"
+    backend: Literal["jieba", "whitespace"] = Field(
+        "jieba", description="whitespace: the text is already segmented (e.g. English)."
+    )
 
     def to_config(self) -> TokenizerConfig:
         return TokenizerConfig(**{**self.model_dump(), "user_words": tuple(self.user_words)})
@@ -58,6 +60,7 @@ class TokenizeRequest(StrictModel):
     lowercase: bool | None = None
     drop_whitespace: bool | None = None
     drop_punctuation: bool | None = None
+    backend: Literal["jieba", "whitespace"] | None = None
 
     @model_validator(mode="after")
     def _one_input(self) -> TokenizeRequest:

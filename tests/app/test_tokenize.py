@@ -62,3 +62,11 @@ def test_long_texts_are_cut_off_the_event_loop_with_the_same_result(shared_clien
     text = "我爱学习自然语言处理。" * 300  # over the inline threshold
     body = shared_client.post("/tokenize", json={"text": text}).json()
     assert len(body["tokens"][0]) == 6 * 300
+
+
+def test_whitespace_backend_for_english(shared_client):
+    body = shared_client.post(
+        "/tokenize", json={"text": "The cat sat @-@ on <unk> .", "backend": "whitespace"}
+    ).json()
+    assert body["tokens"] == [["The", "cat", "sat", "@-@", "on", "<unk>", "."]]
+    assert body["tokenizer"]["backend"] == "whitespace"

@@ -139,6 +139,7 @@ def test_config_round_trips_through_json():
         ({"user_words": ("two words",)}, "user_words"),
         ({"user_words": ("",)}, "user_words"),
         ({"backend": "rjieba"}, "backend"),
+        ({"backend": "spaces"}, "backend"),
     ],
 )
 def test_bad_settings_name_their_field(settings, field):
@@ -169,3 +170,11 @@ def test_normalizer_keeps_combining_marks_with_their_base(jieba_cache_dir):
 def test_full_mode_yields_no_empty_tokens(jieba_cache_dir):
     tokenizer = Tokenizer(TokenizerConfig(mode="full", drop_whitespace=False), jieba_cache_dir)
     assert "" not in tokenizer.tokenize("Hello 世界！ fine")
+
+
+def test_whitespace_backend_for_segmented_text(jieba_cache_dir):
+    tokenizer = Tokenizer(TokenizerConfig(backend="whitespace", lowercase=True), jieba_cache_dir)
+    text = " The <unk> sat @-@ on  the mat . \n"
+    assert tokenizer.tokenize(text) == ["the", "<unk>", "sat", "@-@", "on", "the", "mat", "."]
+    segmentation = tokenizer.segment(text, offsets=True)
+    assert [text[s:e].lower() for s, e in segmentation.offsets] == segmentation.tokens
