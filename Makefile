@@ -12,7 +12,7 @@ TORCH_INDEX ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.seqlab-installed
 
-.PHONY: serve test lint format bench clean
+.PHONY: serve test test-deps lint format bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,15 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
+
+# Debian Chromium for tests/app/test_docs.py (which skips without it). Best effort, never
+# fails: installs only when missing, as root, with apt-get. CI runs it before `make test`.
+test-deps:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
+			|| echo "could not install chromium: tests/app/test_docs.py will be skipped"; \
+	else echo "no chromium (apt-get install -y chromium): tests/app/test_docs.py will be skipped"; fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

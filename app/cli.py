@@ -57,7 +57,8 @@ def _train(arguments: argparse.Namespace) -> int:
     from app.jobs.prepare import prepare_job, read_lines
     from app.jobs.worker import save_result, train
     from app.registry import ModelRegistry
-    from app.schemas.training import CreateSpec, TrainRequest
+    from app.schemas.registry import ModelSpec
+    from app.schemas.training import TrainRequest
     from app.settings import Settings
     from app.tokenizers import TokenizerCache
     from models import distributed
@@ -75,7 +76,7 @@ def _train(arguments: argparse.Namespace) -> int:
 
     create = None
     if arguments.create:
-        create = CreateSpec(
+        create = ModelSpec(
             embedding_dim=arguments.embedding_dim,
             hidden_size=arguments.hidden_size,
             num_layers=arguments.num_layers,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 from typing import Annotated
 
-from fastapi import Depends, Request, Security
+from fastapi import Depends, FastAPI, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.errors import NotReadyError, UnauthorizedError, UnsupportedMediaTypeError
@@ -93,3 +93,32 @@ def require_json(request: Request) -> None:
 
 # A read-only POST (inference) is marked so in the OpenAPI spec; every other write needs the key.
 READ_ONLY = {"x-seqlab-read-only": True}
+WRITE_METHODS = ("post", "put", "patch", "delete")
+
+
+ALWAYS_OPEN = ("/health", "/ready")
+
+
+def needs_key(path: str, method: str, operation: dict, settings: Settings) -> bool:
+    """Whether an operation of the OpenAPI spec requires the API key under these settings."""
+    if settings.api_key is None or path in ALWAYS_OPEN:
+        return False
+    writes = method in WRITE_METHODS and not operation.get("x-seqlab-read-only")
+    return writes or settings.protect_reads
+
+
+def publish_security(app: FastAPI, settings: Settings) -> None:
+    """Make the spec's ``security`` say what the running settings enforce (no key: none)."""
+    generate = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = generate()
+            for path, operations in schema["paths"].items():
+                for method, operation in operations.items():
+                    if not needs_key(path, method, operation, settings):
+                        operation.pop("security", None)
+                        operation.get("responses", {}).pop("401", None)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -9,6 +9,7 @@ table through :func:`responses_for`, so the docs never drift from the code.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -247,10 +248,27 @@ async def _handle_http(request: Request, error: StarletteHTTPException) -> JSONR
             request,
             errors=[{"field": "body", "message": "not parseable as JSON", "type": "json_invalid"}],
         )
+    headers = dict(error.headers or {})
     if error.status_code == 404 and detail == "Not Found":
         detail = f"no route {request.method} {request.url.path}"
+    if error.status_code == 405:
+        # Starlette names only the first matching route's methods; a path served by
+        # several routes (GET and POST /models) allows them all.
+        allowed = _allowed_methods(request)
+        headers["Allow"] = ", ".join(allowed)
+        detail = f"{request.method} is not allowed on {request.url.path}; use {', '.join(allowed)}"
     extra = getattr(error, "extra", None) or {}
-    return problem_response(kind, detail, request, dict(error.headers or {}) or None, **extra)
+    return problem_response(kind, detail, request, headers or None, **extra)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods of every documented path template that matches the request's path."""
+    methods: set[str] = set()
+    for template, operations in request.app.openapi()["paths"].items():
+        pattern = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, request.url.path):
+            methods |= {method.upper() for method in operations}
+    return sorted(methods)
 
 
 async def _handle_unexpected(request: Request, error: Exception) -> JSONResponse:

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app import __version__
+from app.deps import publish_security
 from app.errors import install_error_handlers
 from app.limits import BodySizeLimitMiddleware
 from app.metrics import MetricsMiddleware
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         app.include_router(router_module.router)
     install_docs(app)
+    publish_security(app, settings)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     # Outermost: an oversized body is refused before anything reads it.
     limits = settings.limits

@@ -8,7 +8,7 @@ written to the job's directory, and the hyperparameters are checked against its 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +17,15 @@ from safetensors.torch import save_file
 
 from app.errors import ConflictError, InvalidInputError, located
 from app.jobs.files import IDS_FILE, VOCAB_FILE
-from app.limits import check_limit
 from app.registry import ModelRegistry
 from app.schemas.training import TrainRequest
+from app.services.registry import build_from_texts
+from app.services.seeding import fresh_seed
 from app.settings import Limits
 from app.tokenizers import TokenizerCache
 from models.errors import ConfigError
 from models.lm import LanguageModelConfig
 from models.training import TrainingConfig, check_trainable, split_ids, unigram_perplexity
-from models.vocab import Vocab
 
 
 @dataclass(frozen=True)
@@ -74,34 +74,16 @@ def prepare_job(
         if request.model in registry.names():
             raise ConflictError(f"model {request.model!r} already exists", model=request.model)
         create = request.create
-        check_limit(limits, "max_embedding_dim", create.embedding_dim)
-        check_limit(limits, "max_hidden_size", create.hidden_size)
-        check_limit(limits, "max_num_layers", create.num_layers)
-        with located("body.create.tokenizer"):
-            tokenizer_config = create.tokenizer.to_config()
-        tokenizer = tokenizers.get(tokenizer_config)
-        tokens = [token for line in lines for token in tokenizer.tokenize(line)]
-        with located("body.create.vocab"):
-            vocab = Vocab.build(
-                [tokens],
-                order=create.vocab.order,
-                specials=create.vocab.specials,
-                min_freq=create.vocab.min_freq,
-                max_size=create.vocab.max_size,
-            )
-        check_limit(limits, "max_vocab_size", len(vocab))
-        with located("body.create"):
-            model_config = LanguageModelConfig(
-                vocab_size=len(vocab),
-                embedding_dim=create.embedding_dim,
-                hidden_size=create.hidden_size,
-                num_layers=create.num_layers,
-                cell=create.cell,
-                nonlinearity=create.nonlinearity,
-                dropout=request.dropout if request.dropout is not None else create.dropout,
-                tie_weights=create.tie_weights,
-            )
-        model_seed = create.seed
+        per_line, vocab, model_config = build_from_texts(
+            create, lines, tokenizers, limits, location="body.create"
+        )
+        tokens = [token for line_tokens in per_line for token in line_tokens]
+        tokenizer_config = create.tokenizer.to_config()
+        if request.dropout is not None:
+            with located("body"):
+                model_config = replace(model_config, dropout=request.dropout)
+        # Recorded, so the initial weights of every job can be reproduced.
+        model_seed = create.seed if create.seed is not None else fresh_seed()
     else:
         loaded = registry.get(request.model)
         base_version = loaded.version
@@ -149,7 +131,7 @@ def prepare_job(
         "model": request.model,
         "create": request.create is not None,
         "model_config": model_config.to_dict(),
-        "model_seed": model_seed,
+        "model_seed": model_seed,  # None: the base version's weights
         "base_version": base_version,
         "base_path": (
             str(registry.path(request.model, base_version)) if base_version is not None else None

@@ -28,12 +28,9 @@ def build_model(spec: dict[str, Any]) -> RNNLanguageModel:
     """A fresh seeded network (new model) or the base version's weights (existing model)."""
     config = LanguageModelConfig.from_dict(spec["model_config"])
     if spec["create"]:
-        generator_state = torch.random.get_rng_state()
-        if spec["model_seed"] is not None:
+        with torch.random.fork_rng(devices=[]):
             torch.manual_seed(spec["model_seed"])
-        model = RNNLanguageModel(config)
-        torch.random.set_rng_state(generator_state)
-        return model
+            return RNNLanguageModel(config)
     base = load_checkpoint(spec["base_path"]).model
     model = RNNLanguageModel(config)  # the same architecture, maybe another dropout
     model.load_state_dict(base.state_dict())

@@ -1,6 +1,7 @@
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request, Response, status
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.deps import StateDep, require_api_key, require_read_key
 from app.errors import (
@@ -42,7 +43,9 @@ UPLOAD_BODY = {
     status_code=status.HTTP_201_CREATED,
     dependencies=[Depends(require_api_key)],
     openapi_extra=UPLOAD_BODY,
-    responses=responses_for(UnauthorizedError, LimitExceededError, UnsupportedMediaTypeError),
+    responses=responses_for(
+        UnauthorizedError, InvalidInputError, LimitExceededError, UnsupportedMediaTypeError
+    ),
 )
 async def upload_corpus(request: Request, response: Response, state: StateDep) -> CorpusInfo:
     """Upload a UTF-8 training text: a `text/plain` body or a `multipart/form-data` file."""
@@ -52,7 +55,10 @@ async def upload_corpus(request: Request, response: Response, state: StateDep) -
     if media_type == "text/plain":
         data = await request.body()
     elif media_type == "multipart/form-data":
-        form = await request.form(max_files=1, max_fields=4, max_part_size=limit + 1)
+        try:
+            form = await request.form(max_files=1, max_fields=4, max_part_size=limit + 1)
+        except StarletteHTTPException as error:  # Starlette's 400 for a malformed form
+            raise InvalidInputError(f"the multipart body cannot be read: {error.detail}") from error
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise InvalidInputError("the form needs a 'file' part", field="body.file")

@@ -18,13 +18,19 @@ ModelName = Annotated[
 ]
 Version = Annotated[int, Field(ge=1, description="Pin a version; the latest when omitted.")]
 Text = Annotated[str, Field(min_length=1, description="A non-empty text.")]
+Seed = Annotated[
+    int,
+    Field(ge=0, lt=2**53, description="A random seed (below 2**53, exact in JSON numbers)."),
+]
 TokenId = Annotated[int, Field(ge=0, lt=2**31, description="An index into a vocabulary.")]
 
 
 class StrictModel(BaseModel):
-    """Requests reject unknown fields (a typo must not pass silently) and NaN/Infinity."""
+    """Requests reject unknown fields (a typo must not pass silently), NaN/Infinity, and
+    values of another JSON type (`"5"` or `true` for an integer).
+    """
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
 
 class TensorOut(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, model_validator
 
-from app.schemas.common import ModelName, StrictModel, Text, TokenId, Version
+from app.schemas.common import ModelName, Seed, StrictModel, Text, TokenId, Version
 
 
 class DatasetPreviewRequest(StrictModel):
@@ -28,7 +28,7 @@ class DatasetPreviewRequest(StrictModel):
     stride: int = Field(1, ge=1)
     batch_size: int = Field(2, ge=1, le=100_000)
     shuffle: bool = False
-    seed: int | None = Field(None, ge=0, lt=2**63)
+    seed: Seed | None = None
     limit: int = Field(20, ge=0, le=1000, description="Windows and batches listed at most.")
 
     @model_validator(mode="after")

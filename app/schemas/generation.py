@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from app.schemas.common import ModelName, ModelRef, StrictModel, Text, Version
+from app.schemas.common import ModelName, ModelRef, Seed, StrictModel, Text, Version
 
 
 class PredictRequest(StrictModel):
@@ -45,7 +45,7 @@ class GenerateRequest(StrictModel):
     max_tokens: int = Field(20, ge=1)
     temperature: float = Field(1.0, ge=0.0, le=100.0, description="0 is greedy.")
     top_k: int | None = Field(None, ge=1)
-    seed: int | None = Field(None, ge=0, lt=2**63, description="Same seed, same text.")
+    seed: Seed | None = Field(None, description="Same seed, same text.")
 
 
 class GenerateResponse(ModelRef):

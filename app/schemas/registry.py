@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from app.schemas.common import ModelName, StrictModel, Text
+from app.schemas.common import ModelName, Seed, StrictModel, Text
 from app.schemas.tokenize import TokenizerSettings
 
 
@@ -21,7 +21,22 @@ class VocabSettings(StrictModel):
     max_size: int | None = Field(None, ge=1, description="Largest size, specials included.")
 
 
-class CreateModelRequest(StrictModel):
+class ModelSpec(StrictModel):
+    """A network and how it reads text; the vocabulary is built from the texts it is given."""
+
+    tokenizer: TokenizerSettings = Field(default_factory=TokenizerSettings)
+    vocab: VocabSettings = Field(default_factory=VocabSettings)
+    embedding_dim: int = Field(64, ge=1)
+    hidden_size: int = Field(128, ge=1)
+    num_layers: int = Field(1, ge=1)
+    cell: Literal["rnn", "lstm", "gru"] = "lstm"
+    nonlinearity: Literal["tanh", "relu"] = Field("tanh", description="Only for cell = rnn.")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    tie_weights: bool = Field(False, description="Share the embedding and output matrices.")
+    seed: Seed | None = Field(None, description="Seed of the initial weights (random if omitted).")
+
+
+class CreateModelRequest(ModelSpec):
     """A new model: its vocabulary is built from `texts`, its weights are random until trained."""
 
     model_config = StrictModel.model_config | {
@@ -44,18 +59,6 @@ class CreateModelRequest(StrictModel):
 
     name: ModelName
     texts: list[Text] = Field(min_length=1)
-    tokenizer: TokenizerSettings = Field(default_factory=TokenizerSettings)
-    vocab: VocabSettings = Field(default_factory=VocabSettings)
-    embedding_dim: int = Field(64, ge=1)
-    hidden_size: int = Field(128, ge=1)
-    num_layers: int = Field(1, ge=1)
-    cell: Literal["rnn", "lstm", "gru"] = "lstm"
-    nonlinearity: Literal["tanh", "relu"] = Field("tanh", description="Only for cell = rnn.")
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    tie_weights: bool = Field(False, description="Share the embedding and output matrices.")
-    seed: int | None = Field(
-        None, ge=0, lt=2**63, description="Seed of the random initial weights."
-    )
 
 
 class ModelConfigOut(BaseModel):

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from app.schemas.common import ModelName, ModelRef, StrictModel, TensorOut, Text, Version
+from app.schemas.common import ModelName, ModelRef, Seed, StrictModel, TensorOut, Text, Version
 
 Tensor3 = list[list[list[float]]]
 
@@ -20,9 +20,7 @@ class RNNSpec(StrictModel):
     nonlinearity: Literal["tanh", "relu"] = "tanh"
     bias: bool = True
     cell: Literal["rnn", "lstm", "gru"] = Field("rnn", description="nn.RNN, nn.LSTM or nn.GRU.")
-    seed: int | None = Field(
-        None, ge=0, lt=2**63, description="Omitted: a random seed, returned in the answer."
-    )
+    seed: Seed | None = Field(None, description="Omitted: a random seed, returned in the answer.")
 
 
 class RNNForwardRequest(StrictModel):

@@ -6,24 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from app.schemas.common import ModelName, StrictModel, Text
-from app.schemas.registry import VocabSettings
-from app.schemas.tokenize import TokenizerSettings
-
-
-class CreateSpec(StrictModel):
-    """A new model's architecture, as in `POST /models` (its vocabulary comes from the corpus)."""
-
-    tokenizer: TokenizerSettings = Field(default_factory=TokenizerSettings)
-    vocab: VocabSettings = Field(default_factory=VocabSettings)
-    embedding_dim: int = Field(64, ge=1)
-    hidden_size: int = Field(128, ge=1)
-    num_layers: int = Field(1, ge=1)
-    cell: Literal["rnn", "lstm", "gru"] = "lstm"
-    nonlinearity: Literal["tanh", "relu"] = "tanh"
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    tie_weights: bool = False
-    seed: int | None = Field(0, ge=0, lt=2**63)
+from app.schemas.common import ModelName, Seed, StrictModel, Text
+from app.schemas.registry import ModelSpec
 
 
 class TrainRequest(StrictModel):
@@ -50,7 +34,9 @@ class TrainRequest(StrictModel):
     model: ModelName
     texts: list[Text] | None = Field(None, min_length=1)
     corpus_id: str | None = Field(None, pattern=r"^[0-9a-f]{16}$")
-    create: CreateSpec | None = None
+    create: ModelSpec | None = Field(
+        None, description="Create the model first: its architecture, as in POST /models."
+    )
     seq_len: int = Field(35, ge=1, description="bptt length (stream) or window length (windows).")
     stride: int = Field(1, ge=1, description="Windows only: the step between window starts.")
     batching: Literal["stream", "windows"] = "stream"
@@ -62,7 +48,7 @@ class TrainRequest(StrictModel):
     clip: float | None = Field(0.25, gt=0, description="Gradient norm clipping; null for none.")
     dropout: float | None = Field(None, ge=0, lt=1, description="Override the model's dropout.")
     val_fraction: float = Field(0.1, ge=0, le=0.5, description="Held-out tail of the stream.")
-    seed: int | None = Field(0, ge=0, lt=2**63)
+    seed: Seed | None = Field(0, description="Shuffling and dropout; null for a random one.")
     max_seconds: float | None = Field(None, gt=0)
     max_steps: int | None = Field(None, ge=1)
     patience: int | None = Field(

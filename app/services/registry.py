@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from app.errors import InvalidInputError, located
 from app.limits import check_limit
 from app.registry import LoadedModel, ModelRegistry
@@ -9,6 +11,7 @@ from app.schemas.registry import (
     CreateModelRequest,
     ModelConfigOut,
     ModelInfo,
+    ModelSpec,
     VersionInfo,
     VocabPage,
 )
@@ -20,25 +23,29 @@ from models.lm import LanguageModelConfig, RNNLanguageModel
 from models.vocab import Vocab
 
 
-def create_model(
-    request: CreateModelRequest,
-    registry: ModelRegistry,
+def build_from_texts(
+    spec: ModelSpec,
+    texts: Iterable[str],
     tokenizers: TokenizerCache,
     limits: Limits,
-) -> LoadedModel:
-    """Build the vocabulary from the texts, initialise the network, publish version 1."""
-    check_limit(limits, "max_training_chars", sum(len(text) for text in request.texts))
-    check_limit(limits, "max_embedding_dim", request.embedding_dim)
-    check_limit(limits, "max_hidden_size", request.hidden_size)
-    check_limit(limits, "max_num_layers", request.num_layers)
-    check_limit(limits, "max_user_words", len(request.tokenizer.user_words))
-    with located("body.tokenizer"):
-        tokenizer_config = request.tokenizer.to_config()
-    tokenizer = tokenizers.get(tokenizer_config)
-    settings = request.vocab
-    with located("body.vocab"):
+    location: str = "body",
+) -> tuple[list[list[str]], Vocab, LanguageModelConfig]:
+    """Segment the texts, build the vocabulary and the network's config, as ``spec`` says.
+
+    Shared by ``POST /models`` and training jobs that create their model; errors name their
+    field under ``location``.
+    """
+    check_limit(limits, "max_embedding_dim", spec.embedding_dim)
+    check_limit(limits, "max_hidden_size", spec.hidden_size)
+    check_limit(limits, "max_num_layers", spec.num_layers)
+    check_limit(limits, "max_user_words", len(spec.tokenizer.user_words))
+    with located(f"{location}.tokenizer"):
+        tokenizer = tokenizers.get(spec.tokenizer.to_config())
+    tokens = [tokenizer.tokenize(text) for text in texts]
+    settings = spec.vocab
+    with located(f"{location}.vocab"):
         vocab = Vocab.build(
-            (tokenizer.tokenize(text) for text in request.texts),
+            tokens,
             order=settings.order,
             specials=settings.specials,
             min_freq=settings.min_freq,
@@ -50,29 +57,42 @@ def create_model(
             field="body.texts",
         )
     check_limit(limits, "max_vocab_size", len(vocab))
-    with located("body"):
+    with located(location):
         config = LanguageModelConfig(
             vocab_size=len(vocab),
-            embedding_dim=request.embedding_dim,
-            hidden_size=request.hidden_size,
-            num_layers=request.num_layers,
-            cell=request.cell,
-            nonlinearity=request.nonlinearity,
-            dropout=request.dropout,
-            tie_weights=request.tie_weights,
+            embedding_dim=spec.embedding_dim,
+            hidden_size=spec.hidden_size,
+            num_layers=spec.num_layers,
+            cell=spec.cell,
+            nonlinearity=spec.nonlinearity,
+            dropout=spec.dropout,
+            tie_weights=spec.tie_weights,
         )
+    return tokens, vocab, config
+
+
+def create_model(
+    request: CreateModelRequest,
+    registry: ModelRegistry,
+    tokenizers: TokenizerCache,
+    limits: Limits,
+) -> LoadedModel:
+    """Build the vocabulary from the texts, initialise the network, publish version 1."""
+    characters = sum(len(text) for text in request.texts)
+    check_limit(limits, "max_training_chars", characters)
+    _, vocab, config = build_from_texts(request, request.texts, tokenizers, limits)
     seed = request.seed if request.seed is not None else fresh_seed()
     with seeded(seed):
         model = RNNLanguageModel(config)
     source = {
         "kind": "create",
         "seed": seed,
-        "vocab": settings.model_dump(),
+        "vocab": request.vocab.model_dump(),
         "texts": len(request.texts),
-        "characters": sum(len(text) for text in request.texts),
+        "characters": characters,
     }
     return registry.publish(
-        request.name, model, vocab, tokenizer_config, create=True, source=source
+        request.name, model, vocab, request.tokenizer.to_config(), create=True, source=source
     )
 
 

@@ -14,7 +14,7 @@ _GLOBAL_RNG_LOCK = threading.Lock()
 
 
 def fresh_seed() -> int:
-    return torch.seed() % 2**63
+    return torch.seed() % 2**53  # the range the API accepts back
 
 
 @contextmanager

@@ -222,6 +222,7 @@ def test_reads_and_read_only_posts_need_no_key(secured: TestClient, spec: dict[s
 
 
 def test_protected_operations_declare_security(spec: dict[str, Any]) -> None:
+    writes = {(method, path) for method, path, _ in state_changing(spec)}
     schemes = spec["components"]["securitySchemes"]
     bearer = {name for name, scheme in schemes.items() if scheme.get("scheme") == "bearer"}
     assert bearer, schemes
@@ -229,11 +230,11 @@ def test_protected_operations_declare_security(spec: dict[str, Any]) -> None:
         label = f"{method.upper()} {path}"
         requirements = operation.get("security") or []
         declared = {name for requirement in requirements for name in requirement}
-        if path in ALWAYS_OPEN:
-            assert not declared, f"{label} never needs a key but declares {declared}"
-        else:
-            # Writes always, reads with protect_reads: every other operation may need it.
+        if (method, path) in writes:
             assert declared & bearer, f"{label} declares no bearer security: {requirements}"
+        else:
+            # Reads are open unless protect_reads: the spec says what the settings enforce.
+            assert not declared, f"{label} needs no key but declares {declared}"
 
 
 def test_every_secured_operation_documents_401(spec: dict[str, Any]) -> None:
@@ -264,11 +265,21 @@ def test_protect_reads_guards_everything_but_health_and_ready(make_client) -> No
         "api_key_required_for_writes": True,
         "reads_protected": True,
     }
+    # Now every operation but /health and /ready declares the key in the spec.
+    for method, path, operation in operations(spec):
+        declared = bool(operation.get("security"))
+        assert declared == (path not in ALWAYS_OPEN), f"{method.upper()} {path}"
 
 
 def test_without_a_key_configured_nothing_needs_one(make_client) -> None:
     client = make_client()
     assert client.get("/info").json()["auth"]["api_key_required_for_writes"] is False
+    spec = client.get("/openapi.json").json()
+    assert not [
+        path
+        for path, _, operation in [(p, m, o) for m, p, o in operations(spec)]
+        if operation.get("security")
+    ]
     created = client.post("/models", json={"name": "open", "texts": ["我爱学习"], "seed": 0})
     assert created.status_code == 201, created.text
     assert client.delete("/models/open").status_code == 204
