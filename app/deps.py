@@ -15,26 +15,28 @@ from app.state import ServiceState
 from app.tokenizers import TokenizerCache
 
 _bearer = HTTPBearer(auto_error=False, description="The key set in SEQLAB_API_KEY.")
+# Every dependency here is `async def`: FastAPI runs a plain `def` dependency in the
+# threadpool, a thread hop per dependency per request for what are attribute lookups.
 
 
-def get_state(request: Request) -> ServiceState:
+async def get_state(request: Request) -> ServiceState:
     return request.app.state.service
 
 
 StateDep = Annotated[ServiceState, Depends(get_state)]
 
 
-def get_settings(state: StateDep) -> Settings:
+async def get_settings(state: StateDep) -> Settings:
     return state.settings
 
 
-def get_registry(state: StateDep) -> ModelRegistry:
+async def get_registry(state: StateDep) -> ModelRegistry:
     if not state.registry_ready:
         raise NotReadyError("the model registry is still loading; retry shortly (see /ready)")
     return state.registry
 
 
-def get_tokenizers(state: StateDep) -> TokenizerCache:
+async def get_tokenizers(state: StateDep) -> TokenizerCache:
     if not state.jieba_ready:
         raise NotReadyError("jieba is still loading; retry shortly (see /ready)")
     return state.tokenizers
@@ -56,7 +58,7 @@ def _check_key(state: ServiceState, credentials: HTTPAuthorizationCredentials | 
         raise UnauthorizedError("the API key is not valid")
 
 
-def require_api_key(
+async def require_api_key(
     state: StateDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
 ) -> None:
@@ -64,7 +66,7 @@ def require_api_key(
     _check_key(state, credentials)
 
 
-def require_read_key(
+async def require_read_key(
     state: StateDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
 ) -> None:
@@ -73,7 +75,7 @@ def require_read_key(
         _check_key(state, credentials)
 
 
-def require_json(request: Request) -> None:
+async def require_json(request: Request) -> None:
     """415 for a body that is not JSON (FastAPI would otherwise try to validate raw bytes)."""
     if request.method in ("GET", "HEAD", "DELETE", "OPTIONS"):
         return

@@ -23,6 +23,7 @@ from app.services import training as service
 router = APIRouter(prefix="/train", tags=["training"])
 JobId = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$", description="The job's id.")]
 EVENT_POLL_SECONDS = 0.2
+WAIT_POLL_SECONDS = 0.1
 
 
 @router.post(
@@ -47,7 +48,10 @@ async def train(
     record = await state.run(service.submit, request, state)
     response.headers["Location"] = f"/train/{record.id}"
     if request.wait:
-        record = await anyio.to_thread.run_sync(state.jobs.wait, record.id)
+        # Poll rather than block a thread per waiting client.
+        while not record.finished:
+            await asyncio.sleep(WAIT_POLL_SECONDS)
+            record = state.jobs.get(record.id)
         response.status_code = 200
     return service.job_info(record)
 
