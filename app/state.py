@@ -13,6 +13,7 @@ import anyio
 import torch
 
 from app.corpora import CorpusStore
+from app.demo import ensure_demo_model
 from app.jobs.manager import JobManager
 from app.jobs.store import JobStore
 from app.metrics import Metrics
@@ -72,8 +73,6 @@ class ServiceState:
             self._starter.join(timeout)
 
     def _start(self) -> None:
-        from app.demo import ensure_demo_model
-
         began = time.perf_counter()
         try:
             self.tokenizers.warm()

@@ -29,6 +29,7 @@ async def ready(state: StateDep, response: Response) -> Readiness:
         jieba=state.jieba_ready,
         registry=state.registry_ready,
         models_loaded=len(state.registry) if state.registry_ready else 0,
+        error=state.start_error,
     )
 
 

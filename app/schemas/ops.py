@@ -16,6 +16,7 @@ class Readiness(BaseModel):
     jieba: bool
     registry: bool
     models_loaded: int
+    error: str | None = None
 
 
 class Info(BaseModel):
