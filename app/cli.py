@@ -55,7 +55,7 @@ def _progress_printer(stream: Any) -> Any:
 def _train(arguments: argparse.Namespace) -> int:
     from app.jobs.files import CHECKPOINT_DIR, discard
     from app.jobs.prepare import prepare_job, read_lines
-    from app.jobs.worker import save_result, train
+    from app.jobs.worker import keep_freed_memory, save_result, train
     from app.registry import ModelRegistry
     from app.schemas.registry import ModelSpec
     from app.schemas.training import TrainRequest
@@ -64,6 +64,7 @@ def _train(arguments: argparse.Namespace) -> int:
     from models import distributed
     from models.device import resolve_device
 
+    keep_freed_memory()
     settings = Settings(**({"data_dir": arguments.data_dir} if arguments.data_dir else {}))
     device = resolve_device(arguments.device or settings.device)
     context = None

@@ -16,6 +16,7 @@ import threading
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
 
@@ -140,21 +141,20 @@ class _BaseDictionary:
 _BASE_DICTIONARY = _BaseDictionary()
 
 
-def _halfwidth(character: str) -> str:
-    code = ord(character)
-    if 0xFF01 <= code <= 0xFF5E:
-        return chr(code - 0xFEE0)
-    if code == 0x3000:  # ideographic space
-        return " "
-    return character
+# Full-width ASCII (U+FF01–FF5E) and the ideographic space, one character to one character.
+_HALFWIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {0x3000: ord(" ")}
 
 
 class _Normalizer:
-    """Normalises text while keeping a map from each output character to the original span.
+    """Normalises text, and on request maps each output character back to the original.
 
-    Characters are normalised in clusters (a base character and the combining marks after it)
-    so NFKC composition behaves as on the whole string, and every output character knows the
-    ``[start, end)`` of the original cluster it came from.
+    :meth:`transform` works on the whole text at C speed. :meth:`apply` gives the same text
+    built from small clusters, each remembering the ``[start, end)`` of the original
+    characters it came from. A cluster boundary sits between two characters only where the
+    transform of the pair equals the transforms of each (so ``ｶﾞ`` → ``ガ``, ``e`` + combining
+    acute → ``é``, or a final sigma, stay in one cluster). Should a longer composition still make
+    the clusters disagree with the whole-text transform, the whole text becomes one cluster:
+    offsets then span more than the token, but the tokens never differ from :meth:`transform`.
     """
 
     def __init__(self, normalization: Normalization, lowercase: bool) -> None:
@@ -165,30 +165,38 @@ class _Normalizer:
     def is_identity(self) -> bool:
         return self.normalization == "none" and not self.lowercase
 
-    def _transform(self, cluster: str) -> str:
+    def transform(self, text: str) -> str:
         if self.normalization == "nfkc":
-            cluster = unicodedata.normalize("NFKC", cluster)
+            text = unicodedata.normalize("NFKC", text)
         elif self.normalization == "halfwidth":
-            cluster = "".join(_halfwidth(c) for c in cluster)
-        return cluster.lower() if self.lowercase else cluster
+            text = text.translate(_HALFWIDTH)
+        return text.lower() if self.lowercase else text
 
     def apply(self, text: str) -> tuple[str, list[int], list[int]]:
-        """Return the normalised text and, per output character, its original start and end."""
-        pieces: list[str] = []
+        """The normalised text and, per output character, its original start and end."""
+        whole = self.transform(text)
+        boundaries = [0]
+        previous = ""
+        for index, character in enumerate(text):
+            if index and not (
+                unicodedata.combining(character)
+                or self.transform(previous + character)
+                != self.transform(previous) + self.transform(character)
+            ):
+                boundaries.append(index)
+            previous = character
+        boundaries.append(len(text))
         starts: list[int] = []
         ends: list[int] = []
-        index = 0
-        length = len(text)
-        while index < length:
-            end = index + 1
-            while end < length and unicodedata.combining(text[end]):
-                end += 1
-            piece = self._transform(text[index:end])
+        pieces: list[str] = []
+        for start, end in pairwise(boundaries):
+            piece = self.transform(text[start:end])
             pieces.append(piece)
-            starts.extend([index] * len(piece))
+            starts.extend([start] * len(piece))
             ends.extend([end] * len(piece))
-            index = end
-        return "".join(pieces), starts, ends
+        if "".join(pieces) != whole:
+            return whole, [0] * len(whole), [len(text)] * len(whole)
+        return whole, starts, ends
 
 
 def _is_punctuation(token: str) -> bool:
@@ -228,7 +236,7 @@ class Tokenizer:
         if self._normalizer.is_identity:
             tokens = self._cut(text)
         else:
-            tokens = self._cut(self._normalizer.apply(text)[0])
+            tokens = self._cut(self._normalizer.transform(text))
         if self.config.drop_whitespace or self.config.drop_punctuation:
             tokens = [token for token in tokens if self._keep(token)]
         return tokens
@@ -245,14 +253,19 @@ class Tokenizer:
         """
         if not offsets:
             return Segmentation(self.tokenize(text))
-        normalized, starts, ends = self._normalizer.apply(text)
         tokens: list[str] = []
         spans: list[tuple[int, int]] = []
+        if self._normalizer.is_identity:  # positions in the text are the offsets
+            for token, start, end in self._cut_with_positions(text):
+                if self._keep(token):
+                    tokens.append(token)
+                    spans.append((start, end))
+            return Segmentation(tokens, spans)
+        normalized, starts, ends = self._normalizer.apply(text)
         for token, start, end in self._cut_with_positions(normalized):
-            if not self._keep(token):
-                continue
-            tokens.append(token)
-            spans.append((starts[start], ends[end - 1]))
+            if self._keep(token):
+                tokens.append(token)
+                spans.append((starts[start], ends[end - 1]))
         return Segmentation(tokens, spans)
 
     def tokenize_many(self, texts: list[str]) -> list[list[str]]:

@@ -98,7 +98,11 @@ def test_offsets_reproduce_every_token_on_real_text(config, hongloumeng_lines, j
     tokenizer = Tokenizer(config, jieba_cache_dir)
     normalizer = tokenizer._normalizer
     # A spread of real paragraphs, plus mixed-width text that normalisation changes.
-    lines = [*hongloumeng_lines[::50][:40], "ＡＢＣ１２３，Hello 世界！ ﬁne①"]
+    lines = [
+        *hongloumeng_lines[::50][:40],
+        "ＡＢＣ１２３，Hello 世界！ ﬁne①",
+        "ｶﾞｷﾞ半角片假名，\u1100\u1161 한글，ΟΔΟΣ ΚΑΙ",  # compositions across characters
+    ]
     checked = 0
     for line in lines:
         segmentation = tokenizer.segment(line, offsets=True)
@@ -106,10 +110,10 @@ def test_offsets_reproduce_every_token_on_real_text(config, hongloumeng_lines, j
         assert len(segmentation.offsets) == len(segmentation.tokens)
         for token, (start, end) in zip(segmentation.tokens, segmentation.offsets, strict=True):
             assert 0 <= start < end <= len(line)
-            # The original span normalises to the token (or, where NFKC expands one
-            # character into several that jieba splits, to text containing it).
-            normalized = normalizer.apply(line[start:end])[0]
-            assert normalized == token or (config.normalization == "nfkc" and token in normalized)
+            # The original span normalises to the token, or to text holding it where one
+            # cluster of the original becomes several tokens (NFKC ⒍ → "6." split by jieba,
+            # a final sigma kept with the letter before it).
+            assert token in normalizer.transform(line[start:end])
             checked += 1
         assert segmentation.tokens == tokenizer.tokenize(line)
     assert checked > 1000
@@ -178,3 +182,26 @@ def test_whitespace_backend_for_segmented_text(jieba_cache_dir):
     assert tokenizer.tokenize(text) == ["the", "<unk>", "sat", "@-@", "on", "the", "mat", "."]
     segmentation = tokenizer.segment(text, offsets=True)
     assert [text[s:e].lower() for s, e in segmentation.offsets] == segmentation.tokens
+
+
+@pytest.mark.parametrize(
+    ("text", "normalization", "lowercase", "expected"),
+    [
+        ("ｶﾞ", "nfkc", False, "ガ"),  # half-width katakana + voiced mark compose
+        ("\u1100\u1161", "nfkc", False, "\uac00"),  # Hangul jamo compose to one syllable
+        ("ΟΔΟΣ", "none", True, "οδος"),  # final sigma needs its context
+        ("ＡＢＣ　ｄ", "halfwidth", False, "ABC d"),
+    ],
+)
+def test_normalisation_equals_the_whole_string_transform(
+    jieba_cache_dir, text, normalization, lowercase, expected
+):
+    config = TokenizerConfig(
+        normalization=normalization, lowercase=lowercase, drop_whitespace=False
+    )
+    tokenizer = Tokenizer(config, jieba_cache_dir)
+    normalized, starts, ends = tokenizer._normalizer.apply(text)
+    assert normalized == expected
+    assert len(starts) == len(ends) == len(expected)
+    assert "".join(tokenizer.tokenize(text)) == expected
+    assert tokenizer.segment(text, offsets=True).tokens == tokenizer.tokenize(text)
