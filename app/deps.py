@@ -1,84 +1,50 @@
-"""Dependencies: settings, registry and tokenizers from the app's state; API key; media type."""
+"""Access to the service for a route: one dependency that checks everything a route needs.
+
+Each route takes exactly one of the ``…State`` dependencies below. It checks, in this order,
+the API key (writes always when one is set, reads when ``protect_reads``), the media type of
+a JSON body, and readiness, then hands the route the :class:`ServiceState`. One dependency
+rather than a graph of small ones: FastAPI resolves every node on every request, and on the
+small inference routes the graph cost more than the work (measured in docs/benchmarks.md).
+"""
 
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request, Security
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, FastAPI, Request
 
-from app.errors import NotReadyError, UnauthorizedError, UnsupportedMediaTypeError
-from app.registry import ModelRegistry
+from app.errors import (
+    NotReadyError,
+    UnauthorizedError,
+    UnsupportedMediaTypeError,
+    responses_for,
+)
 from app.settings import Settings
 from app.state import ServiceState
-from app.tokenizers import TokenizerCache
 
-_bearer = HTTPBearer(auto_error=False, description="The key set in SEQLAB_API_KEY.")
-# Every dependency here is `async def`: FastAPI runs a plain `def` dependency in the
-# threadpool, a thread hop per dependency per request for what are attribute lookups.
-
-
-async def get_state(request: Request) -> ServiceState:
-    return request.app.state.service
+BEARER_SCHEME = "HTTPBearer"
+# A read-only POST (inference) is marked so in the OpenAPI spec; every other write needs the key.
+READ_ONLY = {"x-seqlab-read-only": True}
+WRITE_METHODS = ("post", "put", "patch", "delete")
+ALWAYS_OPEN = ("/health", "/ready")
+_BODY_METHODS = ("POST", "PUT", "PATCH")
 
 
-StateDep = Annotated[ServiceState, Depends(get_state)]
-
-
-async def get_settings(state: StateDep) -> Settings:
-    return state.settings
-
-
-async def get_registry(state: StateDep) -> ModelRegistry:
-    if not state.registry_ready:
-        raise NotReadyError("the model registry is still loading; retry shortly (see /ready)")
-    return state.registry
-
-
-async def get_tokenizers(state: StateDep) -> TokenizerCache:
-    if not state.jieba_ready:
-        raise NotReadyError("jieba is still loading; retry shortly (see /ready)")
-    return state.tokenizers
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
-TokenizersDep = Annotated[TokenizerCache, Depends(get_tokenizers)]
-
-
-def _check_key(state: ServiceState, credentials: HTTPAuthorizationCredentials | None) -> None:
+def _check_key(state: ServiceState, request: Request) -> None:
     key = state.settings.api_key
     if key is None:
         return
-    if credentials is None:
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not credentials.strip():
         raise UnauthorizedError("this route needs 'Authorization: Bearer <key>'")
     # Constant-time comparison, so the key cannot be guessed byte by byte from timings.
-    if not hmac.compare_digest(credentials.credentials.encode(), key.get_secret_value().encode()):
+    if not hmac.compare_digest(credentials.strip().encode(), key.get_secret_value().encode()):
         raise UnauthorizedError("the API key is not valid")
 
 
-async def require_api_key(
-    state: StateDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
-) -> None:
-    """For every route that changes state, when SEQLAB_API_KEY is set."""
-    _check_key(state, credentials)
-
-
-async def require_read_key(
-    state: StateDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
-) -> None:
-    """For reads, only when SEQLAB_PROTECT_READS is also set."""
-    if state.settings.protect_reads:
-        _check_key(state, credentials)
-
-
-async def require_json(request: Request) -> None:
+def _check_json(request: Request) -> None:
     """415 for a body that is not JSON (FastAPI would otherwise try to validate raw bytes)."""
-    if request.method in ("GET", "HEAD", "DELETE", "OPTIONS"):
-        return
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type != "application/json" and not media_type.endswith("+json"):
         raise UnsupportedMediaTypeError(
@@ -93,12 +59,26 @@ async def require_json(request: Request) -> None:
         )
 
 
-# A read-only POST (inference) is marked so in the OpenAPI spec; every other write needs the key.
-READ_ONLY = {"x-seqlab-read-only": True}
-WRITE_METHODS = ("post", "put", "patch", "delete")
+def _access(*, write: bool, json_body: bool, ready: bool = True) -> Any:
+    async def dependency(request: Request) -> ServiceState:
+        state: ServiceState = request.app.state.service
+        if write or state.settings.protect_reads:
+            _check_key(state, request)
+        if json_body and request.method in _BODY_METHODS:
+            _check_json(request)
+        if ready and not state.ready:
+            raise NotReadyError("jieba or the model registry is still loading; see /ready")
+        return state
+
+    return Depends(dependency)
 
 
-ALWAYS_OPEN = ("/health", "/ready")
+# `async def` on purpose: a plain `def` dependency would run in the threadpool.
+ReadState = Annotated[ServiceState, _access(write=False, json_body=False)]
+InferenceState = Annotated[ServiceState, _access(write=False, json_body=True)]
+WriteState = Annotated[ServiceState, _access(write=True, json_body=False)]
+JsonWriteState = Annotated[ServiceState, _access(write=True, json_body=True)]
+LoadingReadState = Annotated[ServiceState, _access(write=False, json_body=False, ready=False)]
 
 
 def needs_key(path: str, method: str, operation: dict, settings: Settings) -> bool:
@@ -110,17 +90,36 @@ def needs_key(path: str, method: str, operation: dict, settings: Settings) -> bo
 
 
 def publish_security(app: FastAPI, settings: Settings) -> None:
-    """Make the spec's ``security`` say what the running settings enforce (no key: none)."""
+    """Make the spec say what the running settings enforce: bearer security and its 401."""
     generate = app.openapi
+    unauthorized = responses_for(UnauthorizedError)[401]
 
     def openapi() -> dict:
         if app.openapi_schema is None:
             schema = generate()
             for path, operations in schema["paths"].items():
                 for method, operation in operations.items():
-                    if not needs_key(path, method, operation, settings):
-                        operation.pop("security", None)
-                        operation.get("responses", {}).pop("401", None)
+                    responses = operation.setdefault("responses", {})
+                    if needs_key(path, method, operation, settings):
+                        operation["security"] = [{BEARER_SCHEME: []}]
+                        responses.setdefault("401", _openapi_response(schema, unauthorized))
+                    else:
+                        responses.pop("401", None)
+            if settings.api_key is not None:
+                schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+                schemes[BEARER_SCHEME] = {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "The key set in SEQLAB_API_KEY.",
+                }
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _openapi_response(schema: dict, entry: dict) -> dict:
+    problem = {"$ref": "#/components/schemas/Problem"}
+    return {
+        "description": entry["description"],
+        "content": {"application/problem+json": {"schema": problem}},
+    }

@@ -1,8 +1,22 @@
-"""One router per area; each handler resolves dependencies, calls one service, shapes the answer."""
+"""One router per area; each handler resolves its access, calls one service, shapes the answer."""
 
 from fastapi import Response
+from pydantic import BaseModel
 
 
 def name_model(response: Response, name: str, version: int) -> None:
     """Every answer that used a model says which: the ``Seqlab-Model: name@version`` header."""
     response.headers["Seqlab-Model"] = f"{name}@{version}"
+
+
+def json_answer(result: BaseModel, model: str | None, version: int | None) -> Response:
+    """Serialise a typed answer once, in Rust, without FastAPI validating it again.
+
+    The routes declare their ``response_model`` for the docs; the service already built a
+    validated model, so checking its (possibly large, tensor-valued) fields a second time
+    would only cost time. ``None`` fields are left out, as ``response_model_exclude_none``.
+    """
+    response = Response(result.model_dump_json(exclude_none=True), media_type="application/json")
+    if model is not None and version is not None:
+        name_model(response, model, version)
+    return response

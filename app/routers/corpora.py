@@ -1,9 +1,9 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request, Response, status
+from fastapi import APIRouter, Path, Request, Response, status
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.deps import StateDep, require_api_key, require_read_key
+from app.deps import ReadState, WriteState
 from app.errors import (
     InvalidInputError,
     LimitExceededError,
@@ -41,13 +41,12 @@ UPLOAD_BODY = {
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    dependencies=[Depends(require_api_key)],
     openapi_extra=UPLOAD_BODY,
     responses=responses_for(
         UnauthorizedError, InvalidInputError, LimitExceededError, UnsupportedMediaTypeError
     ),
 )
-async def upload_corpus(request: Request, response: Response, state: StateDep) -> CorpusInfo:
+async def upload_corpus(request: Request, response: Response, state: WriteState) -> CorpusInfo:
     """Upload a UTF-8 training text: a `text/plain` body or a `multipart/form-data` file."""
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     limit = state.settings.limits.max_corpus_bytes
@@ -74,10 +73,8 @@ async def upload_corpus(request: Request, response: Response, state: StateDep) -
     return service.corpus_info(corpus)
 
 
-@router.get(
-    "", dependencies=[Depends(require_read_key)], responses=responses_for(UnauthorizedError)
-)
-async def list_corpora(state: StateDep) -> CorpusList:
+@router.get("", responses=responses_for(UnauthorizedError))
+async def list_corpora(state: ReadState) -> CorpusList:
     """Uploaded corpora, oldest first."""
     return CorpusList(corpora=[service.corpus_info(c) for c in state.corpora.list()])
 
@@ -85,9 +82,8 @@ async def list_corpora(state: StateDep) -> CorpusList:
 @router.delete(
     "/{corpus_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    dependencies=[Depends(require_api_key)],
     responses=responses_for(UnauthorizedError, NotFoundError),
 )
-async def delete_corpus(corpus_id: CorpusId, state: StateDep) -> None:
+async def delete_corpus(corpus_id: CorpusId, state: WriteState) -> None:
     """Delete an uploaded corpus (models trained on it are kept)."""
     state.corpora.delete(corpus_id)

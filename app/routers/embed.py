@@ -1,6 +1,6 @@
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 
-from app.deps import READ_ONLY, RegistryDep, SettingsDep, StateDep, require_json, require_read_key
+from app.deps import READ_ONLY, InferenceState
 from app.errors import (
     LimitExceededError,
     NotFoundError,
@@ -8,30 +8,22 @@ from app.errors import (
     UnsupportedMediaTypeError,
     responses_for,
 )
-from app.routers import name_model
+from app.routers import json_answer
 from app.schemas.embed import EmbedRequest, EmbedResponse
 from app.services import embed as service
 
-router = APIRouter(
-    tags=["embeddings"], dependencies=[Depends(require_read_key), Depends(require_json)]
-)
+router = APIRouter(tags=["embeddings"])
 
 
 @router.post(
     "/embed",
+    response_model=EmbedResponse,
     responses=responses_for(
         UnauthorizedError, NotFoundError, LimitExceededError, UnsupportedMediaTypeError
     ),
     openapi_extra=READ_ONLY,
 )
-async def embed(
-    request: EmbedRequest,
-    response: Response,
-    state: StateDep,
-    registry: RegistryDep,
-    settings: SettingsDep,
-) -> EmbedResponse:
+async def embed(request: EmbedRequest, state: InferenceState) -> Response:
     """Word vectors: rows of the model's embedding matrix for each token, with OOV flags."""
-    result = await state.run(service.embed, request, registry, settings.limits)
-    name_model(response, result.model, result.version)
-    return result
+    result = await state.run(service.embed, request, state.registry, state.settings.limits)
+    return json_answer(result, result.model, result.version)

@@ -1,6 +1,6 @@
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 
-from app.deps import READ_ONLY, RegistryDep, SettingsDep, StateDep, require_json, require_read_key
+from app.deps import READ_ONLY, InferenceState
 from app.errors import (
     LimitExceededError,
     NotFoundError,
@@ -8,7 +8,7 @@ from app.errors import (
     UnsupportedMediaTypeError,
     responses_for,
 )
-from app.routers import name_model
+from app.routers import json_answer
 from app.schemas.generation import (
     GenerateRequest,
     GenerateResponse,
@@ -17,37 +17,23 @@ from app.schemas.generation import (
 )
 from app.services import generation as service
 
-router = APIRouter(
-    tags=["language model"], dependencies=[Depends(require_read_key), Depends(require_json)]
-)
+router = APIRouter(tags=["language model"])
 errors = responses_for(
     UnauthorizedError, NotFoundError, LimitExceededError, UnsupportedMediaTypeError
 )
 
 
-@router.post("/predict", responses=errors, openapi_extra=READ_ONLY)
-async def predict(
-    request: PredictRequest,
-    response: Response,
-    state: StateDep,
-    registry: RegistryDep,
-    settings: SettingsDep,
-) -> PredictResponse:
+@router.post("/predict", response_model=PredictResponse, responses=errors, openapi_extra=READ_ONLY)
+async def predict(request: PredictRequest, state: InferenceState) -> Response:
     """The k most probable next words after a text, with their probabilities."""
-    result = await state.run(service.predict, request, registry, settings.limits)
-    name_model(response, result.model, result.version)
-    return result
+    result = await state.run(service.predict, request, state.registry, state.settings.limits)
+    return json_answer(result, result.model, result.version)
 
 
-@router.post("/generate", responses=errors, openapi_extra=READ_ONLY)
-async def generate(
-    request: GenerateRequest,
-    response: Response,
-    state: StateDep,
-    registry: RegistryDep,
-    settings: SettingsDep,
-) -> GenerateResponse:
+@router.post(
+    "/generate", response_model=GenerateResponse, responses=errors, openapi_extra=READ_ONLY
+)
+async def generate(request: GenerateRequest, state: InferenceState) -> Response:
     """Continue a prompt: greedy (temperature 0) or sampled (temperature, top_k, seed)."""
-    result = await state.run(service.generate, request, registry, settings.limits)
-    name_model(response, result.model, result.version)
-    return result
+    result = await state.run(service.generate, request, state.registry, state.settings.limits)
+    return json_answer(result, result.model, result.version)

@@ -2,10 +2,10 @@ import platform
 from importlib.metadata import version
 
 import torch
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Request, Response
 
 from app import __version__
-from app.deps import StateDep, require_read_key
+from app.deps import LoadingReadState
 from app.errors import NotReadyError, UnauthorizedError, responses_for
 from app.metrics import CONTENT_TYPE
 from app.schemas.ops import Health, Info, Readiness
@@ -20,8 +20,9 @@ async def health() -> Health:
 
 
 @router.get("/ready", responses=responses_for(NotReadyError))
-async def ready(state: StateDep, response: Response) -> Readiness:
+async def ready(request: Request, response: Response) -> Readiness:
     """200 once jieba and the registry are loaded; 503 until then."""
+    state = request.app.state.service
     if not state.ready:
         response.status_code = 503
     return Readiness(
@@ -33,10 +34,8 @@ async def ready(state: StateDep, response: Response) -> Readiness:
     )
 
 
-@router.get(
-    "/info", dependencies=[Depends(require_read_key)], responses=responses_for(UnauthorizedError)
-)
-async def info(state: StateDep) -> Info:
+@router.get("/info", responses=responses_for(UnauthorizedError))
+async def info(state: LoadingReadState) -> Info:
     """Versions of the service and its libraries, the device, the limits, the models loaded."""
     settings = state.settings
     return Info(
@@ -59,13 +58,12 @@ async def info(state: StateDep) -> Info:
 
 @router.get(
     "/metrics",
-    dependencies=[Depends(require_read_key)],
     response_class=Response,
     responses={
         200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text format."},
         **responses_for(UnauthorizedError),
     },
 )
-async def metrics(state: StateDep) -> Response:
+async def metrics(state: LoadingReadState) -> Response:
     """Prometheus metrics: requests and latency per route, models loaded."""
     return Response(state.metrics.render(), media_type=CONTENT_TYPE)

@@ -1,16 +1,8 @@
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Response, status
+from fastapi import APIRouter, Path, Query, Response, status
 
-from app.deps import (
-    RegistryDep,
-    SettingsDep,
-    StateDep,
-    TokenizersDep,
-    require_api_key,
-    require_json,
-    require_read_key,
-)
+from app.deps import JsonWriteState, ReadState, WriteState
 from app.errors import (
     ConflictError,
     LimitExceededError,
@@ -27,76 +19,66 @@ from app.services import registry as service
 router = APIRouter(prefix="/models", tags=["models"])
 NameParam = Annotated[str, Path(pattern=NAME_PATTERN, description="The model's name.")]
 VersionQuery = Annotated[int | None, Query(ge=1, description="A version; the latest if omitted.")]
-reads = [Depends(require_read_key)]
-writes = [Depends(require_api_key)]
 
 
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    dependencies=[*writes, Depends(require_json)],
     responses=responses_for(
         UnauthorizedError, ConflictError, LimitExceededError, UnsupportedMediaTypeError
     ),
 )
 async def create_model(
-    request: CreateModelRequest,
-    response: Response,
-    state: StateDep,
-    registry: RegistryDep,
-    tokenizers: TokenizersDep,
-    settings: SettingsDep,
+    request: CreateModelRequest, response: Response, state: JsonWriteState
 ) -> ModelInfo:
     """Create a model: vocabulary from `texts`, random weights (seeded), version 1."""
-    loaded = await state.run(service.create_model, request, registry, tokenizers, settings.limits)
+    loaded = await state.run(
+        service.create_model, request, state.registry, state.tokenizers, state.settings.limits
+    )
     name_model(response, loaded.name, loaded.version)
     response.headers["Location"] = f"/models/{loaded.name}"
-    return service.model_info(loaded, registry)
+    return service.model_info(loaded, state.registry)
 
 
-@router.get("", dependencies=reads, responses=responses_for(UnauthorizedError))
-async def list_models(registry: RegistryDep) -> ModelList:
+@router.get("", responses=responses_for(UnauthorizedError))
+async def list_models(state: ReadState) -> ModelList:
     """Every model, at its latest version."""
+    registry = state.registry
     return ModelList(
         models=[service.model_info(registry.get(n), registry) for n in registry.names()]
     )
 
 
-@router.get(
-    "/{name}", dependencies=reads, responses=responses_for(UnauthorizedError, NotFoundError)
-)
+@router.get("/{name}", responses=responses_for(UnauthorizedError, NotFoundError))
 async def get_model(
-    name: NameParam, response: Response, registry: RegistryDep, version: VersionQuery = None
+    name: NameParam, response: Response, state: ReadState, version: VersionQuery = None
 ) -> ModelInfo:
     """One model: configuration, tokenizer, vocabulary size, device, versions, metrics."""
-    loaded = registry.get(name, version)
+    loaded = state.registry.get(name, version)
     name_model(response, loaded.name, loaded.version)
-    return service.model_info(loaded, registry)
+    return service.model_info(loaded, state.registry)
 
 
 @router.get(
     "/{name}/versions",
-    dependencies=reads,
     responses=responses_for(UnauthorizedError, NotFoundError),
 )
-async def list_versions(name: NameParam, registry: RegistryDep) -> list[VersionInfo]:
+async def list_versions(name: NameParam, state: ReadState) -> list[VersionInfo]:
     """Every published version of a model, oldest first."""
-    return service.version_infos(name, registry)
+    return service.version_infos(name, state.registry)
 
 
-@router.get(
-    "/{name}/vocab", dependencies=reads, responses=responses_for(UnauthorizedError, NotFoundError)
-)
+@router.get("/{name}/vocab", responses=responses_for(UnauthorizedError, NotFoundError))
 async def get_vocab(
     name: NameParam,
     response: Response,
-    registry: RegistryDep,
+    state: ReadState,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
     version: VersionQuery = None,
 ) -> VocabPage:
     """A page of the vocabulary; a token's id is its index."""
-    loaded = registry.get(name, version)
+    loaded = state.registry.get(name, version)
     name_model(response, loaded.name, loaded.version)
     return service.vocab_page(loaded, offset, limit)
 
@@ -104,9 +86,8 @@ async def get_vocab(
 @router.delete(
     "/{name}",
     status_code=status.HTTP_204_NO_CONTENT,
-    dependencies=writes,
     responses=responses_for(UnauthorizedError, NotFoundError),
 )
-async def delete_model(name: NameParam, state: StateDep, registry: RegistryDep) -> None:
+async def delete_model(name: NameParam, state: WriteState) -> None:
     """Delete a model, every version and its files."""
-    await state.run(registry.delete, name)
+    await state.run(state.registry.delete, name)

@@ -1,6 +1,6 @@
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 
-from app.deps import READ_ONLY, RegistryDep, SettingsDep, StateDep, require_json, require_read_key
+from app.deps import READ_ONLY, InferenceState
 from app.errors import (
     LimitExceededError,
     NotFoundError,
@@ -8,32 +8,23 @@ from app.errors import (
     UnsupportedMediaTypeError,
     responses_for,
 )
-from app.routers import name_model
+from app.routers import json_answer
 from app.schemas.rnn import RNNForwardRequest, RNNForwardResponse
 from app.services import rnn as service
 
-router = APIRouter(
-    tags=["recurrent layer"], dependencies=[Depends(require_read_key), Depends(require_json)]
-)
+router = APIRouter(tags=["recurrent layer"])
 
 
 @router.post(
     "/rnn/forward",
+    response_model=RNNForwardResponse,
+    response_model_exclude_none=True,
     responses=responses_for(
         UnauthorizedError, NotFoundError, LimitExceededError, UnsupportedMediaTypeError
     ),
     openapi_extra=READ_ONLY,
-    response_model_exclude_none=True,
 )
-async def rnn_forward(
-    request: RNNForwardRequest,
-    response: Response,
-    state: StateDep,
-    registry: RegistryDep,
-    settings: SettingsDep,
-) -> RNNForwardResponse:
+async def rnn_forward(request: RNNForwardRequest, state: InferenceState) -> Response:
     """Run a recurrent layer and see `output` (every step) and `hn` (every layer, last step)."""
-    result = await state.run(service.forward, request, registry, settings.limits)
-    if result.model is not None and result.version is not None:
-        name_model(response, result.model, result.version)
-    return result
+    result = await state.run(service.forward, request, state.registry, state.settings.limits)
+    return json_answer(result, result.model, result.version)

@@ -1,14 +1,6 @@
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 
-from app.deps import (
-    READ_ONLY,
-    RegistryDep,
-    SettingsDep,
-    StateDep,
-    TokenizersDep,
-    require_json,
-    require_read_key,
-)
+from app.deps import READ_ONLY, InferenceState
 from app.errors import (
     LimitExceededError,
     NotFoundError,
@@ -20,7 +12,7 @@ from app.routers import name_model
 from app.schemas.tokenize import TokenizeRequest, TokenizeResponse
 from app.services import tokenize as service
 
-router = APIRouter(tags=["text"], dependencies=[Depends(require_read_key), Depends(require_json)])
+router = APIRouter(tags=["text"])
 
 # Short texts are cut on the event loop: a thread hop costs more than jieba does.
 INLINE_CHARS = 2_000
@@ -35,15 +27,10 @@ INLINE_CHARS = 2_000
     response_model_exclude_none=True,
 )
 async def tokenize(
-    request: TokenizeRequest,
-    response: Response,
-    state: StateDep,
-    registry: RegistryDep,
-    tokenizers: TokenizersDep,
-    settings: SettingsDep,
+    request: TokenizeRequest, response: Response, state: InferenceState
 ) -> TokenizeResponse:
     """Segment one text or a batch with jieba; with `model`, its tokenizer and its ids."""
-    arguments = (request, registry, tokenizers, settings.limits)
+    arguments = (request, state.registry, state.tokenizers, state.settings.limits)
     if sum(len(text) for text in request.all_texts) <= INLINE_CHARS:
         result = service.tokenize(*arguments)
     else:

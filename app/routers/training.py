@@ -4,10 +4,10 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
 import anyio
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import StreamingResponse
 
-from app.deps import RegistryDep, StateDep, require_api_key, require_json, require_read_key
+from app.deps import JsonWriteState, ReadState, WriteState
 from app.errors import (
     ConflictError,
     LimitExceededError,
@@ -29,7 +29,6 @@ WAIT_POLL_SECONDS = 0.1
 @router.post(
     "",
     status_code=202,
-    dependencies=[Depends(require_api_key), Depends(require_json)],
     responses={
         200: {"model": JobInfo, "description": "With `wait`: the finished job."},
         **responses_for(
@@ -41,9 +40,7 @@ WAIT_POLL_SECONDS = 0.1
         ),
     },
 )
-async def train(
-    request: TrainRequest, response: Response, state: StateDep, registry: RegistryDep
-) -> JobInfo:
+async def train(request: TrainRequest, response: Response, state: JsonWriteState) -> JobInfo:
     """Train a next-word model in a background worker process; a new version on success."""
     record = await state.run(service.submit, request, state)
     response.headers["Location"] = f"/train/{record.id}"
@@ -56,12 +53,9 @@ async def train(
     return service.job_info(record)
 
 
-@router.get(
-    "", dependencies=[Depends(require_read_key)], responses=responses_for(UnauthorizedError)
-)
+@router.get("", responses=responses_for(UnauthorizedError))
 async def list_jobs(
-    state: StateDep,
-    registry: RegistryDep,
+    state: ReadState,
     model: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
     status: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None,
 ) -> JobList:
@@ -71,20 +65,18 @@ async def list_jobs(
 
 @router.get(
     "/{job_id}",
-    dependencies=[Depends(require_read_key)],
     responses=responses_for(UnauthorizedError, NotFoundError),
 )
-async def get_job(job_id: JobId, state: StateDep, registry: RegistryDep) -> JobInfo:
+async def get_job(job_id: JobId, state: ReadState) -> JobInfo:
     """Status, progress (epoch, step, fraction, ETA), metrics and history, error."""
     return service.job_info(state.jobs.get(job_id))
 
 
 @router.delete(
     "/{job_id}",
-    dependencies=[Depends(require_api_key)],
     responses=responses_for(UnauthorizedError, NotFoundError, ConflictError),
 )
-async def cancel_job(job_id: JobId, state: StateDep, registry: RegistryDep) -> JobInfo:
+async def cancel_job(job_id: JobId, state: WriteState) -> JobInfo:
     """Cancel a queued or running job (within a second); nothing is published."""
     record = await anyio.to_thread.run_sync(state.jobs.cancel, job_id)
     return service.job_info(record)
@@ -92,14 +84,13 @@ async def cancel_job(job_id: JobId, state: StateDep, registry: RegistryDep) -> J
 
 @router.get(
     "/{job_id}/events",
-    dependencies=[Depends(require_read_key)],
     response_class=StreamingResponse,
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "Server-sent events."},
         **responses_for(UnauthorizedError, NotFoundError),
     },
 )
-async def job_events(job_id: JobId, state: StateDep, registry: RegistryDep) -> StreamingResponse:
+async def job_events(job_id: JobId, state: ReadState) -> StreamingResponse:
     """Server-sent events: `state` at once, then `progress` and `epoch`, and `done` at the end."""
     state.jobs.get(job_id)  # 404 before the stream starts
     return StreamingResponse(

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from functools import lru_cache
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -29,7 +30,13 @@ class TokenizerSettings(StrictModel):
 
     @classmethod
     def from_config(cls, config: TokenizerConfig) -> TokenizerSettings:
-        return cls(**config.to_dict())
+        return _settings_of(config)
+
+
+@lru_cache(maxsize=128)
+def _settings_of(config: TokenizerConfig) -> TokenizerSettings:
+    # Answers repeat the same few configurations: validate each once.
+    return TokenizerSettings(**config.to_dict())
 
 
 # Fields of a request that override the default tokenizer (not allowed together with `model`).
@@ -83,13 +90,16 @@ class TokenizeRequest(StrictModel):
     def all_texts(self) -> list[str]:
         return [self.text] if self.text is not None else list(self.texts or [])
 
-    def tokenizer_settings(self) -> TokenizerSettings:
-        overrides = {
+    def tokenizer_config(self) -> TokenizerConfig:
+        """The default tokenizer with this request's overrides."""
+        overrides: dict[str, Any] = {
             name: getattr(self, name)
             for name in TOKENIZER_FIELDS
             if getattr(self, name, None) is not None
         }
-        return TokenizerSettings(**overrides)
+        if "user_words" in overrides:
+            overrides["user_words"] = tuple(overrides["user_words"])
+        return TokenizerConfig(**overrides)
 
 
 class TokenizeResponse(BaseModel):

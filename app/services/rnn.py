@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+
 import torch
 from torch import nn
 
@@ -13,6 +16,26 @@ from app.services.seeding import fresh_seed, seeded
 from app.services.tensors import tensor_from_json, tensor_to_json
 from app.services.text import encode_texts
 from app.settings import Limits
+
+_LAYERS: OrderedDict[tuple[object, ...], nn.RNNBase] = OrderedDict()
+_LAYERS_LOCK = threading.Lock()
+LAYERS_KEPT = 8  # seeded layers are immutable: the same request needs no new one
+
+
+def seeded_layer(spec: RNNSpec, seed: int) -> nn.RNNBase:
+    """The layer for ``spec`` and ``seed``, built once and then reused (read-only)."""
+    key = (*spec.model_dump(exclude={"seed"}).values(), seed)
+    with _LAYERS_LOCK:
+        layer = _LAYERS.get(key)
+        if layer is not None:
+            _LAYERS.move_to_end(key)
+            return layer
+    layer = build_layer(spec, seed).requires_grad_(False)
+    with _LAYERS_LOCK:
+        _LAYERS[key] = layer
+        while len(_LAYERS) > LAYERS_KEPT:
+            _LAYERS.popitem(last=False)
+    return layer
 
 
 def build_layer(spec: RNNSpec, seed: int) -> nn.RNNBase:
@@ -85,8 +108,12 @@ def _forward_tensor(
         check_limit(limits, "max_embedding_dim", spec.input_size)
         check_limit(limits, "max_hidden_size", spec.hidden_size)
         check_limit(limits, "max_num_layers", spec.num_layers)
-        seed = spec.seed if spec.seed is not None else fresh_seed()
-        layer = build_layer(spec, seed)
+        if spec.seed is None:
+            seed = fresh_seed()
+            layer = build_layer(spec, seed)
+        else:
+            seed = spec.seed
+            layer = seeded_layer(spec, seed)
         device = torch.device("cpu")
     else:
         loaded = registry.get(request.model or "", request.version)

@@ -20,10 +20,9 @@ def tokenize(
         loaded = registry.get(request.model, request.version)
         tokenizer = loaded.tokenizer
     else:
-        settings = request.tokenizer_settings()
-        check_limit(limits, "max_user_words", len(settings.user_words))
+        check_limit(limits, "max_user_words", len(request.user_words or ()))
         with located("body"):
-            tokenizer = tokenizers.get(settings.to_config())
+            tokenizer = tokenizers.get(request.tokenizer_config())
     if request.offsets:
         segmentations = [tokenizer.segment(text, offsets=True) for text in texts]
         tokens = [s.tokens for s in segmentations]
