@@ -93,8 +93,16 @@ class ServiceState:
             logger.exception("start-up failed")
             self.start_error = f"{type(error).__name__}: {error}"
 
-    async def run(self, function: Callable[..., T], *args: object) -> T:
-        """Run blocking work (torch, jieba on long texts) off the event loop, in inference mode."""
+    async def run(self, function: Callable[..., T], *args: object, small: bool = False) -> T:
+        """Run torch or jieba work in inference mode, off the event loop unless ``small``.
+
+        ``small`` is the router's bounded estimate that the work takes microseconds (a few
+        embedding rows, a forward pass over a handful of steps): then the hop to a worker
+        thread, and the GIL contention of several threads, would cost more than the work
+        (measured in docs/benchmarks.md). Everything else runs in a thread.
+        """
+        if small:
+            return _inference(partial(function, *args))
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(self.settings.inference_threads)
         return await anyio.to_thread.run_sync(

@@ -3,6 +3,10 @@
 from fastapi import Response
 from pydantic import BaseModel
 
+# Up to this many characters, tokens or tensor elements a request's work is microseconds:
+# it runs on the event loop (see ServiceState.run).
+SMALL_WORK = 512
+
 
 def name_model(response: Response, name: str, version: int) -> None:
     """Every answer that used a model says which: the ``Seqlab-Model: name@version`` header."""

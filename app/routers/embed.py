@@ -8,7 +8,7 @@ from app.errors import (
     UnsupportedMediaTypeError,
     responses_for,
 )
-from app.routers import json_answer
+from app.routers import SMALL_WORK, json_answer
 from app.schemas.embed import EmbedRequest, EmbedResponse
 from app.services import embed as service
 
@@ -25,5 +25,8 @@ router = APIRouter(tags=["embeddings"])
 )
 async def embed(request: EmbedRequest, state: InferenceState) -> Response:
     """Word vectors: rows of the model's embedding matrix for each token, with OOV flags."""
-    result = await state.run(service.embed, request, state.registry, state.settings.limits)
+    size = sum(map(len, request.texts or request.tokens or request.ids or [request.text or ""]))
+    result = await state.run(
+        service.embed, request, state.registry, state.settings.limits, small=size <= SMALL_WORK
+    )
     return json_answer(result, result.model, result.version)

@@ -8,7 +8,7 @@ from app.errors import (
     UnsupportedMediaTypeError,
     responses_for,
 )
-from app.routers import json_answer
+from app.routers import SMALL_WORK, json_answer
 from app.schemas.generation import (
     GenerateRequest,
     GenerateResponse,
@@ -26,7 +26,13 @@ errors = responses_for(
 @router.post("/predict", response_model=PredictResponse, responses=errors, openapi_extra=READ_ONLY)
 async def predict(request: PredictRequest, state: InferenceState) -> Response:
     """The k most probable next words after a text, with their probabilities."""
-    result = await state.run(service.predict, request, state.registry, state.settings.limits)
+    result = await state.run(
+        service.predict,
+        request,
+        state.registry,
+        state.settings.limits,
+        small=len(request.text) <= SMALL_WORK,
+    )
     return json_answer(result, result.model, result.version)
 
 

@@ -8,7 +8,7 @@ from app.errors import (
     UnsupportedMediaTypeError,
     responses_for,
 )
-from app.routers import json_answer
+from app.routers import SMALL_WORK, json_answer
 from app.schemas.rnn import RNNForwardRequest, RNNForwardResponse
 from app.services import rnn as service
 
@@ -26,5 +26,17 @@ router = APIRouter(tags=["recurrent layer"])
 )
 async def rnn_forward(request: RNNForwardRequest, state: InferenceState) -> Response:
     """Run a recurrent layer and see `output` (every step) and `hn` (every layer, last step)."""
-    result = await state.run(service.forward, request, state.registry, state.settings.limits)
+    result = await state.run(
+        service.forward, request, state.registry, state.settings.limits, small=_small(request)
+    )
     return json_answer(result, result.model, result.version)
+
+
+def _small(request: RNNForwardRequest) -> bool:
+    """A handful of steps over a small layer: microseconds of work."""
+    if request.input is not None:
+        steps = len(request.input) * max(len(row) for row in request.input)
+        hidden = request.rnn.hidden_size * request.rnn.num_layers if request.rnn else SMALL_WORK
+        return steps <= 64 and hidden <= SMALL_WORK
+    texts = request.texts or [request.text or ""]
+    return sum(map(len, texts)) <= 64
