@@ -35,7 +35,7 @@ async def rnn_forward(request: RNNForwardRequest, state: InferenceState) -> Resp
 def _small(request: RNNForwardRequest) -> bool:
     """A handful of steps over a small layer: microseconds of work."""
     if request.input is not None:
-        steps = len(request.input) * max(len(row) for row in request.input)
+        steps = len(request.input) * max((len(row) for row in request.input), default=0)
         hidden = request.rnn.hidden_size * request.rnn.num_layers if request.rnn else SMALL_WORK
         return steps <= 64 and hidden <= SMALL_WORK
     texts = request.texts or [request.text or ""]
