@@ -53,6 +53,8 @@ def _progress_printer(stream: Any) -> Any:
 
 
 def _train(arguments: argparse.Namespace) -> int:
+    import torch.distributed
+
     from app.jobs.files import CHECKPOINT_DIR, discard
     from app.jobs.prepare import prepare_job, read_lines
     from app.jobs.worker import keep_freed_memory, save_result, train
@@ -106,10 +108,16 @@ def _train(arguments: argparse.Namespace) -> int:
         patience=arguments.patience,
         log_every=arguments.log_every,
     )
+    # Rank 0 opens (and on a new data dir creates) the registry first: SQLite refuses a
+    # second process switching the same new database to WAL at the same moment.
+    if context is not None and not is_main:
+        torch.distributed.barrier()
     registry = ModelRegistry(
         settings.data_dir, device, TokenizerCache(settings.jieba_cache_dir), older_versions_kept=1
     )
     registry.load()
+    if context is not None and is_main:
+        torch.distributed.barrier()
     rank_suffix = f"-rank{context.rank}" if context else ""
     job_dir = settings.jobs_dir / f"cli-{os.getpid()}{rank_suffix}"
     try:

@@ -43,7 +43,9 @@ class CorpusStore:
     def __init__(self, directory: Path, database: Path) -> None:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
-        self._connection = sqlite3.connect(database, check_same_thread=False, isolation_level=None)
+        self._connection = sqlite3.connect(
+            database, check_same_thread=False, isolation_level=None, timeout=30
+        )
         self._connection.row_factory = sqlite3.Row
         self._lock = threading.Lock()
         with self._lock:

@@ -61,7 +61,9 @@ class ModelIndex:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._connection = sqlite3.connect(
+            path, check_same_thread=False, isolation_level=None, timeout=30
+        )
         self._connection.row_factory = sqlite3.Row
         self._lock = threading.RLock()
         with self._lock:

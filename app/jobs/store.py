@@ -63,7 +63,9 @@ class JobRecord:
 
 class JobStore:
     def __init__(self, database: Path) -> None:
-        self._connection = sqlite3.connect(database, check_same_thread=False, isolation_level=None)
+        self._connection = sqlite3.connect(
+            database, check_same_thread=False, isolation_level=None, timeout=30
+        )
         self._connection.row_factory = sqlite3.Row
         self._lock = threading.Lock()
         with self._lock:
