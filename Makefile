@@ -50,6 +50,8 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.tokenizer
 	$(BIN)/python -m bench.training
+	$(BIN)/python -m bench.http
+	$(BIN)/python -m bench.train_http
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

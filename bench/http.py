@@ -1,0 +1,546 @@
+"""HTTP throughput and latency of seqlab's small requests against bare FastAPI endpoints.
+
+Measured: requests per second and p50 / p99 latency, with ``wrk`` holding ``--connections``
+(default 16) keep-alive connections open for ``--duration`` seconds, for one small JSON POST to
+each of three routes:
+
+* ``/tokenize``: ``{"text": "我爱学习自然语言处理"}`` (jieba, on the event loop);
+* ``/embed``: ``{"model": "demo", "text": "我爱学习自然语言处理"}`` (the demo model's rows);
+* ``/rnn/forward``: the tensor form, ``nn.RNN(4, 5, num_layers=2)`` seeded with 0 over a
+  3×2×4 input (the README's example without the weights).
+
+Baseline: ``bench.bare_app``, a FastAPI app whose ``async def`` handler for the same path
+parses the same JSON body and answers with the very bytes (status, content type, body,
+``Seqlab-Model`` header) that seqlab gave to that request, recorded at the start of the run.
+The ratio seqlab / bare says what seqlab's validation, dependencies, middleware and
+computation cost on top of the floor of any FastAPI endpoint; the goal is ≥ 0.7×.
+
+Both servers run at once, each under ``uvicorn`` (1 worker, ``--no-access-log``, loopback, a
+free port; uvloop and httptools, uvicorn's defaults when installed) in its own process group,
+pinned with ``taskset`` to CPU 0; seqlab gets a fresh ``SEQLAB_DATA_DIR`` (so only the
+``demo`` model) and both must answer ``GET /ready`` with 200 before anything is measured.
+``wrk`` (one thread) is pinned to CPU 1, so client and server never share a core; the
+server's own CPU use during each run is printed (100 % = the one core it has). Each
+(endpoint, server) pair first gets an untimed 2-second warm-up; then ``--rounds`` rounds run,
+alternating seqlab / bare and bare / seqlab, and the round with the most requests per second
+is kept for each. Every answer must be 2xx (wrk's status error count must be 0). The share
+of the CPUs that *other* processes used during each run is printed, with a warning above 10 %.
+
+Run from the repository root: ``python -m bench.http [--duration 10] [--connections 16]``.
+Needs ``wrk`` (``apt-get install wrk``) and ``taskset`` (util-linux).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
+LUA_SCRIPT = Path(__file__).resolve().parent / "wrk_post.lua"
+HOST = "127.0.0.1"
+SERVER_CPU = "0"
+CLIENT_CPU = "1"
+WARMUP_SECONDS = 2
+READY_TIMEOUT_SECONDS = 120
+GOAL_RATIO = 0.7
+CONTENTION_WARNING = 0.10
+SEQLAB = "seqlab"
+BARE = "bare"
+TEXT = "我爱学习自然语言处理"
+RNN_INPUT = [
+    [[0.1, 0.2, 0.3, 0.4], [0.5, 0.6, 0.7, 0.8]],
+    [[0.9, 1.0, 1.1, 1.2], [1.3, 1.4, 1.5, 1.6]],
+    [[1.7, 1.8, 1.9, 2.0], [2.1, 2.2, 2.3, 2.4]],
+]
+# Headers of seqlab's answer that the bare app sends back too (uvicorn adds date and server,
+# Starlette content-length, for both alike).
+COPIED_HEADERS = ("content-type", "seqlab-model")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    path: str
+    body: dict
+
+    @property
+    def body_bytes(self) -> bytes:
+        return json.dumps(self.body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+ENDPOINTS = [
+    Endpoint("/tokenize", {"text": TEXT}),
+    Endpoint("/embed", {"model": "demo", "text": TEXT}),
+    Endpoint(
+        "/rnn/forward",
+        {
+            "rnn": {"input_size": 4, "hidden_size": 5, "num_layers": 2, "seed": 0},
+            "input": RNN_INPUT,
+        },
+    ),
+]
+
+
+@dataclass(frozen=True)
+class Result:
+    """One timed wrk run against one server and endpoint."""
+
+    server: str
+    path: str
+    round_number: int
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    server_cpu_share: float | None
+    others_cpu_share: float | None
+
+    @property
+    def requests_per_second(self) -> float:
+        return self.requests / self.seconds
+
+
+@dataclass
+class Server:
+    name: str
+    process: subprocess.Popen
+    port: int
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+
+# --- machine and CPU accounting ------------------------------------------------------------
+
+
+def machine_description() -> str:
+    model = platform.processor() or "unknown CPU"
+    try:
+        for line in subprocess.run(
+            ["lscpu"], capture_output=True, text=True, check=True
+        ).stdout.splitlines():
+            if line.startswith("Model name:"):
+                model = line.split(":", 1)[1].strip()
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return (
+        f"{model}, {os.cpu_count()} cores; python {platform.python_version()}, "
+        f"fastapi {version('fastapi')}, starlette {version('starlette')}, "
+        f"uvicorn {version('uvicorn')}, pydantic {version('pydantic')}, torch {version('torch')}"
+    )
+
+
+def machine_busy_seconds() -> float | None:
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process and its threads (``/proc/PID/stat``)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_and_children_cpu_seconds() -> float:
+    """CPU seconds of this process and of its children that have been waited for (wrk)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def format_share(share: float | None) -> str:
+    return "n/a" if share is None else f"{share:.0%}"
+
+
+# --- servers -------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def clean_environment(extra: dict[str, str]) -> dict[str, str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("SEQLAB_")}
+    return environment | extra
+
+
+def start_server(
+    name: str,
+    factory: str,
+    extra_env: dict[str, str],
+    log_dir: Path,
+    cpus: str | None = SERVER_CPU,
+) -> Server:
+    """uvicorn in its own process group, pinned to ``cpus`` (``None``: not pinned)."""
+    port = free_port()
+    log_path = log_dir / f"{name}.log"
+    pinning = ["taskset", "-c", cpus] if cpus is not None else []
+    command = [
+        *pinning,
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        factory,
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=REPOSITORY_ROOT,
+            env=clean_environment(extra_env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, stopped as a whole
+        )
+    server = Server(name, process, port, log_path)
+    wait_ready(server)
+    return server
+
+
+def wait_ready(server: Server) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            sys.exit(
+                f"error: {server.name} exited ({server.process.returncode}):\n"
+                + server.log_path.read_text(errors="replace")[-3000:]
+            )
+        try:
+            with urllib.request.urlopen(f"{server.url}/ready", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(0.2)
+    stop_server(server)
+    sys.exit(f"error: {server.name} was not ready within {READY_TIMEOUT_SECONDS} s")
+
+
+def stop_server(server: Server) -> None:
+    if server.process.poll() is not None:
+        return
+    try:
+        os.killpg(server.process.pid, signal.SIGTERM)
+        server.process.wait(10)
+    except subprocess.TimeoutExpired:
+        os.killpg(server.process.pid, signal.SIGKILL)
+        server.process.wait(10)
+    except ProcessLookupError:
+        pass
+
+
+def post(
+    url: str, body: bytes, content_type: str = "application/json", timeout: float = 30
+) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(
+        url, data=body, headers={"Content-Type": content_type}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            return answer.status, {k.lower(): v for k, v in answer.headers.items()}, answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, {k.lower(): v for k, v in error.headers.items()}, error.read()
+
+
+def record_answers(seqlab: Server) -> dict[str, dict]:
+    """seqlab's answer to each request: what the bare app will send back."""
+    canned = {}
+    for endpoint in ENDPOINTS:
+        status, headers, body = post(seqlab.url + endpoint.path, endpoint.body_bytes)
+        if status != 200:
+            sys.exit(f"error: seqlab answered {status} to {endpoint.path}: {body[:500]!r}")
+        canned[endpoint.path] = {
+            "status": status,
+            "headers": {name: headers[name] for name in COPIED_HEADERS if name in headers},
+            "body": body.decode("utf-8"),
+        }
+    return canned
+
+
+def check_bare_answers(bare: Server, canned: dict[str, dict]) -> None:
+    for endpoint in ENDPOINTS:
+        status, _, body = post(bare.url + endpoint.path, endpoint.body_bytes)
+        expected = canned[endpoint.path]["body"].encode("utf-8")
+        if status != 200 or body != expected:
+            sys.exit(f"error: the bare app's answer to {endpoint.path} differs from seqlab's")
+
+
+# --- wrk -----------------------------------------------------------------------------------
+
+
+def run_wrk(
+    server: Server, endpoint: Endpoint, duration: float, connections: int, round_number: int
+) -> Result:
+    command = [
+        "taskset",
+        "-c",
+        CLIENT_CPU,
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{duration:g}s",
+        "--latency",
+        "-s",
+        str(LUA_SCRIPT),
+        server.url + endpoint.path,
+    ]
+    environment = os.environ | {"WRK_BODY": endpoint.body_bytes.decode("utf-8")}
+    busy_before = machine_busy_seconds()
+    server_before = process_cpu_seconds(server.process.pid)
+    own_before = own_and_children_cpu_seconds()
+    started = time.perf_counter()
+    finished = subprocess.run(command, env=environment, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    busy_after = machine_busy_seconds()
+    server_after = process_cpu_seconds(server.process.pid)
+    own_after = own_and_children_cpu_seconds()
+    match = re.search(r"^WRK_JSON (\{.*\})$", finished.stdout, re.MULTILINE)
+    if finished.returncode != 0 or match is None:
+        sys.exit(
+            f"error: wrk failed ({finished.returncode}):\n{finished.stdout}\n{finished.stderr}"
+        )
+    summary = json.loads(match.group(1))
+    errors = sum(
+        summary[key]
+        for key in ("connect_errors", "read_errors", "write_errors", "status_errors", "timeouts")
+    )
+    server_share = others_share = None
+    if server_before is not None and server_after is not None:
+        server_share = (server_after - server_before) / wall
+        if busy_before is not None and busy_after is not None:
+            # Everything but the server, wrk (a waited-for child) and this process.
+            others = (
+                (busy_after - busy_before)
+                - (server_after - server_before)
+                - (own_after - own_before)
+            )
+            others_share = max(0.0, others / (wall * (os.cpu_count() or 1)))
+    return Result(
+        server=server.name,
+        path=endpoint.path,
+        round_number=round_number,
+        requests=summary["requests"],
+        seconds=summary["duration_us"] / 1e6,
+        p50_ms=summary["p50_us"] / 1e3,
+        p99_ms=summary["p99_us"] / 1e3,
+        errors=errors,
+        server_cpu_share=server_share,
+        others_cpu_share=others_share,
+    )
+
+
+# --- report --------------------------------------------------------------------------------
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Fixed-width columns: the first left-aligned, the others right-aligned."""
+    widths = [max(len(row[index]) for row in [headers, *rows]) for index in range(len(headers))]
+
+    def format_row(row: Sequence[str]) -> str:
+        cells = [row[0].ljust(widths[0])]
+        cells += [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
+        return "  ".join(cells)
+
+    rule = "  ".join("-" * width for width in widths)
+    return "\n".join([format_row(headers), rule, *(format_row(row) for row in rows)])
+
+
+def best(results: list[Result], server: str, path: str) -> Result:
+    candidates = [r for r in results if r.server == server and r.path == path]
+    return max(candidates, key=lambda r: r.requests_per_second)
+
+
+def spread(results: list[Result], server: str, path: str) -> float:
+    rates = [r.requests_per_second for r in results if r.server == server and r.path == path]
+    return (max(rates) - min(rates)) / max(rates)
+
+
+def results_table(results: list[Result], sizes: dict[str, int]) -> str:
+    rows = []
+    for endpoint in ENDPOINTS:
+        ours = best(results, SEQLAB, endpoint.path)
+        bare = best(results, BARE, endpoint.path)
+        rows.append(
+            [
+                endpoint.path,
+                str(sizes[endpoint.path]),
+                f"{ours.requests_per_second:,.0f}",
+                f"{ours.p50_ms:.2f}",
+                f"{ours.p99_ms:.2f}",
+                f"{bare.requests_per_second:,.0f}",
+                f"{bare.p50_ms:.2f}",
+                f"{bare.p99_ms:.2f}",
+                f"{ours.requests_per_second / bare.requests_per_second:.2f}x",
+            ]
+        )
+    headers = [
+        "endpoint",
+        "body B",
+        "seqlab req/s",
+        "p50 ms",
+        "p99 ms",
+        "bare req/s",
+        "p50 ms",
+        "p99 ms",
+        "ratio",
+    ]
+    return format_table(headers, rows)
+
+
+# --- main ----------------------------------------------------------------------------------
+
+
+def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.http", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--duration", type=float, default=10, help="seconds of each wrk run")
+    parser.add_argument("--connections", type=int, default=16, help="wrk connections")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per endpoint")
+    arguments = parser.parse_args(argv)
+    for name in ("duration", "connections", "rounds"):
+        if getattr(arguments, name) < 1:
+            parser.error(f"--{name} must be at least 1")
+    return arguments
+
+
+def round_order(round_number: int) -> list[str]:
+    return [SEQLAB, BARE] if round_number % 2 == 1 else [BARE, SEQLAB]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    arguments = parse_arguments(argv)
+    for tool in ("wrk", "taskset"):
+        if shutil.which(tool) is None:
+            sys.exit(f"error: {tool} is not installed (apt-get install -y wrk util-linux)")
+    if (os.cpu_count() or 1) < 2:
+        sys.exit("error: needs 2 CPUs (server on CPU 0, wrk on CPU 1)")
+    print(machine_description())
+    print(
+        f"wrk 1 thread x {arguments.connections} connections on CPU {CLIENT_CPU}, "
+        f"{arguments.duration:g} s per run, {arguments.rounds} alternating round(s) after a "
+        f"{WARMUP_SECONDS} s warm-up; each server: uvicorn, 1 worker, CPU {SERVER_CPU}"
+    )
+    started = time.perf_counter()
+    servers: list[Server] = []
+    with tempfile.TemporaryDirectory(prefix="bench-http-") as temporary:
+        directory = Path(temporary)
+        try:
+            seqlab = start_server(
+                SEQLAB,
+                "app.main:create_app",
+                {"SEQLAB_DATA_DIR": str(directory / "data"), "SEQLAB_LOG_LEVEL": "warning"},
+                directory,
+            )
+            servers.append(seqlab)
+            canned = record_answers(seqlab)
+            canned_path = directory / "canned.json"
+            canned_path.write_text(json.dumps(canned, ensure_ascii=False), encoding="utf-8")
+            bare = start_server(
+                BARE,
+                "bench.bare_app:create_app",
+                {"BENCH_BARE_RESPONSES": str(canned_path)},
+                directory,
+            )
+            servers.append(bare)
+            check_bare_answers(bare, canned)
+            sizes = {path: len(answer["body"].encode("utf-8")) for path, answer in canned.items()}
+            print(
+                "answer bodies (bytes, the same from both servers): "
+                + ", ".join(f"{path} {size}" for path, size in sizes.items())
+                + "\n"
+            )
+            by_name = {SEQLAB: seqlab, BARE: bare}
+            results: list[Result] = []
+            for endpoint in ENDPOINTS:
+                for name in (SEQLAB, BARE):
+                    run_wrk(by_name[name], endpoint, WARMUP_SECONDS, arguments.connections, 0)
+                for round_number in range(1, arguments.rounds + 1):
+                    for name in round_order(round_number):
+                        result = run_wrk(
+                            by_name[name],
+                            endpoint,
+                            arguments.duration,
+                            arguments.connections,
+                            round_number,
+                        )
+                        results.append(result)
+                        print(
+                            f"  round {round_number}  {endpoint.path:<13} {name:<6} "
+                            f"{result.requests_per_second:8,.0f} req/s  "
+                            f"p50 {result.p50_ms:6.2f} ms  p99 {result.p99_ms:6.2f} ms  "
+                            f"errors {result.errors}  server CPU "
+                            f"{format_share(result.server_cpu_share)}  others "
+                            f"{format_share(result.others_cpu_share)} of CPUs",
+                            flush=True,
+                        )
+                        if result.errors:
+                            sys.exit(f"error: {result.errors} failed requests to {endpoint.path}")
+        finally:
+            for server in servers:
+                stop_server(server)
+
+    print(f"\nbest of {arguments.rounds} round(s) (most req/s) per server and endpoint:")
+    print(results_table(results, sizes))
+    verdicts = []
+    for endpoint in ENDPOINTS:
+        ratio = (
+            best(results, SEQLAB, endpoint.path).requests_per_second
+            / best(results, BARE, endpoint.path).requests_per_second
+        )
+        verdicts.append(f"{endpoint.path} {'met' if ratio >= GOAL_RATIO else 'NOT met'}")
+    print(f"\ngoal: seqlab >= {GOAL_RATIO}x the bare endpoint — " + ", ".join(verdicts))
+    if arguments.rounds > 1:
+        noise = max(
+            spread(results, server, endpoint.path)
+            for server in (SEQLAB, BARE)
+            for endpoint in ENDPOINTS
+        )
+        print(f"largest run-to-run spread of req/s over the rounds: {noise:.1%}")
+    print(f"total time {time.perf_counter() - started:.0f} s")
+    worst = max((r.others_cpu_share or 0.0) for r in results)
+    if worst > CONTENTION_WARNING:
+        print(
+            f"WARNING: other processes used up to {worst:.0%} of the CPUs during a run; "
+            "the timings may be disturbed — rerun on an idle machine"
+        )
+
+
+if __name__ == "__main__":
+    main()
