@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import resource
 import shutil
@@ -49,10 +48,22 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib.metadata import version
 from pathlib import Path
 
-REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
+from bench.common import (
+    REPOSITORY_ROOT,
+    format_share,
+    format_table,
+    machine_busy_seconds,
+    machine_description,
+    process_stat_fields,
+    require_at_least_one,
+    round_order,
+    spread,
+    unaccounted_cpu_share,
+    warn_if_contended,
+)
+
 LUA_SCRIPT = Path(__file__).resolve().parent / "wrk_post.lua"
 HOST = "127.0.0.1"
 SERVER_CPU = "0"
@@ -60,9 +71,11 @@ CLIENT_CPU = "1"
 WARMUP_SECONDS = 2
 READY_TIMEOUT_SECONDS = 120
 GOAL_RATIO = 0.7
-CONTENTION_WARNING = 0.10
 SEQLAB = "seqlab"
 BARE = "bare"
+SERVERS = (SEQLAB, BARE)
+# The packages whose versions the first line of the report names.
+SOFTWARE = ("fastapi", "starlette", "uvicorn", "pydantic", "torch")
 TEXT = "我爱学习自然语言处理"
 RNN_INPUT = [
     [[0.1, 0.2, 0.3, 0.4], [0.5, 0.6, 0.7, 0.8]],
@@ -132,36 +145,10 @@ class Server:
 # --- machine and CPU accounting ------------------------------------------------------------
 
 
-def machine_description() -> str:
-    model = platform.processor() or "unknown CPU"
-    try:
-        for line in subprocess.run(
-            ["lscpu"], capture_output=True, text=True, check=True
-        ).stdout.splitlines():
-            if line.startswith("Model name:"):
-                model = line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return (
-        f"{model}, {os.cpu_count()} cores; python {platform.python_version()}, "
-        f"fastapi {version('fastapi')}, starlette {version('starlette')}, "
-        f"uvicorn {version('uvicorn')}, pydantic {version('pydantic')}, torch {version('torch')}"
-    )
-
-
-def machine_busy_seconds() -> float | None:
-    try:
-        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    except (OSError, ValueError):
-        return None
-    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
-
-
 def process_cpu_seconds(pid: int) -> float | None:
     """User + system CPU seconds of a process and its threads (``/proc/PID/stat``)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
+    fields = process_stat_fields(pid)
+    if fields is None:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -171,10 +158,6 @@ def own_and_children_cpu_seconds() -> float:
     own = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
-def format_share(share: float | None) -> str:
-    return "n/a" if share is None else f"{share:.0%}"
 
 
 # --- servers -------------------------------------------------------------------------------
@@ -345,12 +328,11 @@ def run_wrk(
         server_share = (server_after - server_before) / wall
         if busy_before is not None and busy_after is not None:
             # Everything but the server, wrk (a waited-for child) and this process.
-            others = (
-                (busy_after - busy_before)
-                - (server_after - server_before)
-                - (own_after - own_before)
+            others_share = unaccounted_cpu_share(
+                busy_after - busy_before,
+                (server_after - server_before) + (own_after - own_before),
+                wall,
             )
-            others_share = max(0.0, others / (wall * (os.cpu_count() or 1)))
     return Result(
         server=server.name,
         path=endpoint.path,
@@ -368,27 +350,14 @@ def run_wrk(
 # --- report --------------------------------------------------------------------------------
 
 
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Fixed-width columns: the first left-aligned, the others right-aligned."""
-    widths = [max(len(row[index]) for row in [headers, *rows]) for index in range(len(headers))]
-
-    def format_row(row: Sequence[str]) -> str:
-        cells = [row[0].ljust(widths[0])]
-        cells += [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
-        return "  ".join(cells)
-
-    rule = "  ".join("-" * width for width in widths)
-    return "\n".join([format_row(headers), rule, *(format_row(row) for row in rows)])
+def rates(results: list[Result], server: str, path: str) -> list[float]:
+    """Requests per second of each round of one server on one endpoint."""
+    return [r.requests_per_second for r in results if r.server == server and r.path == path]
 
 
 def best(results: list[Result], server: str, path: str) -> Result:
     candidates = [r for r in results if r.server == server and r.path == path]
     return max(candidates, key=lambda r: r.requests_per_second)
-
-
-def spread(results: list[Result], server: str, path: str) -> float:
-    rates = [r.requests_per_second for r in results if r.server == server and r.path == path]
-    return (max(rates) - min(rates)) / max(rates)
 
 
 def results_table(results: list[Result], sizes: dict[str, int]) -> str:
@@ -434,14 +403,8 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per endpoint")
     arguments = parser.parse_args(argv)
-    for name in ("duration", "connections", "rounds"):
-        if getattr(arguments, name) < 1:
-            parser.error(f"--{name} must be at least 1")
+    require_at_least_one(parser, arguments, ["duration", "connections", "rounds"])
     return arguments
-
-
-def round_order(round_number: int) -> list[str]:
-    return [SEQLAB, BARE] if round_number % 2 == 1 else [BARE, SEQLAB]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -451,7 +414,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             sys.exit(f"error: {tool} is not installed (apt-get install -y wrk util-linux)")
     if (os.cpu_count() or 1) < 2:
         sys.exit("error: needs 2 CPUs (server on CPU 0, wrk on CPU 1)")
-    print(machine_description())
+    print(machine_description(SOFTWARE))
     print(
         f"wrk 1 thread x {arguments.connections} connections on CPU {CLIENT_CPU}, "
         f"{arguments.duration:g} s per run, {arguments.rounds} alternating round(s) after a "
@@ -489,10 +452,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             by_name = {SEQLAB: seqlab, BARE: bare}
             results: list[Result] = []
             for endpoint in ENDPOINTS:
-                for name in (SEQLAB, BARE):
+                for name in SERVERS:
                     run_wrk(by_name[name], endpoint, WARMUP_SECONDS, arguments.connections, 0)
                 for round_number in range(1, arguments.rounds + 1):
-                    for name in round_order(round_number):
+                    for name in round_order(SERVERS, round_number):
                         result = run_wrk(
                             by_name[name],
                             endpoint,
@@ -528,18 +491,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"\ngoal: seqlab >= {GOAL_RATIO}x the bare endpoint — " + ", ".join(verdicts))
     if arguments.rounds > 1:
         noise = max(
-            spread(results, server, endpoint.path)
-            for server in (SEQLAB, BARE)
+            spread(rates(results, server, endpoint.path), relative_to="largest")
+            for server in SERVERS
             for endpoint in ENDPOINTS
         )
         print(f"largest run-to-run spread of req/s over the rounds: {noise:.1%}")
     print(f"total time {time.perf_counter() - started:.0f} s")
-    worst = max((r.others_cpu_share or 0.0) for r in results)
-    if worst > CONTENTION_WARNING:
-        print(
-            f"WARNING: other processes used up to {worst:.0%} of the CPUs during a run; "
-            "the timings may be disturbed — rerun on an idle machine"
-        )
+    warn_if_contended(max((r.others_cpu_share or 0.0) for r in results))
 
 
 if __name__ == "__main__":

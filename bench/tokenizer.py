@@ -25,24 +25,27 @@ from __future__ import annotations
 import argparse
 import functools
 import gc
-import os
 import platform
-import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import jieba
 
+from bench.common import (
+    add_data_dir_argument,
+    format_share,
+    format_table,
+    others_cpu_share,
+    require_at_least_one,
+    require_corpus,
+    sample_cpu,
+    warn_if_contended,
+)
 from models.tokenizer import Tokenizer, TokenizerConfig
 
-REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA_DIR = REPOSITORY_ROOT.parent / "shared" / "data"
 CORPUS_PATH = Path("zh-classics") / "hongloumeng.txt"
 GOAL_RATIO = 0.9
-# Other processes' share of all cores above which a pass counts as disturbed.
-CONTENTION_WARNING = 0.10
 
 Segmenter = Callable[[str], object]
 
@@ -64,63 +67,19 @@ class Measurement:
         return self.characters / self.best_seconds
 
 
-@dataclass(frozen=True)
-class CpuSample:
-    """A moment's wall clock, machine-wide busy CPU seconds and this process's CPU seconds."""
-
-    wall: float
-    machine_busy: float | None
-    own: float
-
-
-def sample_cpu() -> CpuSample:
-    """Read ``/proc/stat`` (Linux); elsewhere ``machine_busy`` is None."""
-    machine_busy = None
-    try:
-        fields = [
-            int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
-        ]
-        idle = fields[3] + fields[4]  # idle + iowait
-        machine_busy = (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        pass
-    return CpuSample(time.perf_counter(), machine_busy, time.process_time())
-
-
-def others_cpu_share(before: CpuSample, after: CpuSample) -> float | None:
-    """Share of all cores that *other* processes kept busy between two samples."""
-    if before.machine_busy is None or after.machine_busy is None:
-        return None
-    others = (after.machine_busy - before.machine_busy) - (after.own - before.own)
-    capacity = (after.wall - before.wall) * (os.cpu_count() or 1)
-    return max(0.0, others / capacity) if capacity > 0 else None
-
-
-def format_share(share: float | None) -> str:
-    return "n/a" if share is None else f"{share:.0%}"
-
-
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.tokenizer", description=__doc__.splitlines()[0]
     )
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=DEFAULT_DATA_DIR,
-        help="folder holding zh-classics/hongloumeng.txt (default: ../shared/data from the repo)",
-    )
+    add_data_dir_argument(parser, holding="zh-classics/hongloumeng.txt")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per variant")
     arguments = parser.parse_args(argv)
-    if arguments.repeats < 1:
-        parser.error("--repeats must be at least 1")
+    require_at_least_one(parser, arguments, ["repeats"])
     return arguments
 
 
 def read_lines(data_dir: Path) -> list[str]:
-    path = data_dir / CORPUS_PATH
-    if not path.is_file():
-        sys.exit(f"error: corpus not found: {path} (pass --data-dir pointing at shared/data)")
+    path = require_corpus(data_dir / CORPUS_PATH)
     return path.read_text(encoding="utf-8").splitlines()
 
 
@@ -204,19 +163,6 @@ def check_offsets(ours: Tokenizer, lines: list[str]) -> int:
     return differing
 
 
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Fixed-width columns: the first left-aligned, the others right-aligned."""
-    widths = [max(len(row[index]) for row in [headers, *rows]) for index in range(len(headers))]
-
-    def format_row(row: Sequence[str]) -> str:
-        cells = [row[0].ljust(widths[0])]
-        cells += [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
-        return "  ".join(cells)
-
-    rule = "  ".join("-" * width for width in widths)
-    return "\n".join([format_row(headers), rule, *(format_row(row) for row in rows)])
-
-
 def results_table(measurements: list[Measurement]) -> str:
     baseline = measurements[0].characters_per_second
     rows = [
@@ -257,11 +203,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     differing = check_offsets(ours, lines)
     status = "consistent" if differing == 0 else f"INCONSISTENT on {differing:,} lines"
     print(f"'ours offsets': tokens equal tokenize and line[start:end] == token: {status}")
-    if worst_share > CONTENTION_WARNING:
-        print(
-            f"WARNING: other processes used up to {worst_share:.0%} of the CPUs during a pass; "
-            "the timings may be disturbed — rerun on an idle machine"
-        )
+    warn_if_contended(worst_share, during="a pass")
 
 
 if __name__ == "__main__":

@@ -74,21 +74,25 @@ import torch
 
 from app.jobs.prepare import read_lines
 from app.jobs.worker import keep_freed_memory
-from bench.http import (
-    Server,
+from bench.common import (
+    add_data_dir_argument,
     format_share,
     format_table,
     machine_busy_seconds,
     machine_description,
-    post,
-    start_server,
-    stop_server,
+    process_stat_fields,
+    require_at_least_one,
+    require_corpus,
+    round_order,
+    spread,
+    unaccounted_cpu_share,
+    warn_if_contended,
 )
+from bench.http import SOFTWARE, Server, post, start_server, stop_server
 from bench.training import (
     BATCH_SIZE,
     BPTT,
     CLIP,
-    DEFAULT_DATA_DIR,
     EVAL_BATCH_SIZE,
     FIT,
     LEARNING_RATE,
@@ -96,6 +100,8 @@ from bench.training import (
     SEED,
     WARMUP_STEPS,
     Run,
+    best_runs,
+    round_seconds,
     timed_run,
     train_reference,
 )
@@ -117,7 +123,6 @@ DROPOUT = 0.2
 # and the rest.
 LOG_EVERY = 10
 GOAL_RATIO = 1.0
-CONTENTION_WARNING = 0.10
 TRAIN_TIMEOUT_SECONDS = 1800
 
 
@@ -156,10 +161,7 @@ class HttpRun:
 
 
 def load_corpus(data_dir: Path, val_fraction: float) -> Corpus:
-    path = data_dir / CORPUS_PATH
-    if not path.is_file():
-        sys.exit(f"error: corpus not found: {path} (pass --data-dir pointing at shared/data)")
-    raw = path.read_bytes()
+    raw = require_corpus(data_dir / CORPUS_PATH).read_bytes()
     text = raw.decode("utf-8").removeprefix("\ufeff")
     tokenizer = Tokenizer(TokenizerConfig(backend="whitespace"))
     per_line = [tokenizer.tokenize(line) for line in read_lines(text)]
@@ -201,9 +203,8 @@ class TreeUsage:
 
 def process_tree_usage(pid: int) -> TreeUsage | None:
     """From ``/proc/PID/stat``; the job workers count once the service has joined them."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
+    fields = process_stat_fields(pid)
+    if fields is None:
         return None
     ticks = os.sysconf("SC_CLK_TCK")
     # After the ")": state is field 3 of proc(5); cminflt 11, utime 14 … cstime 17.
@@ -301,12 +302,11 @@ def timed_http_run(
         worker_system = server_after.children_system_seconds - server_before.children_system_seconds
         worker_faults = server_after.children_minor_faults - server_before.children_minor_faults
         if busy_before is not None and busy_after is not None:
-            used = (
-                (busy_after - busy_before)
-                - (server_after.cpu_seconds - server_before.cpu_seconds)
-                - (own_after - own_before)
+            others = unaccounted_cpu_share(
+                busy_after - busy_before,
+                (server_after.cpu_seconds - server_before.cpu_seconds) + (own_after - own_before),
+                wall,
             )
-            others = max(0.0, used / (wall * (os.cpu_count() or 1)))
     metrics = job["metrics"]
     first_seconds, later_rate = split_rate(metrics["history"]["steps"])
     run = HttpRun(
@@ -395,10 +395,6 @@ def check_checkpoint(data_dir: Path, model: str, corpus: Corpus) -> RNNLanguageM
 # --- rounds and report ---------------------------------------------------------------------
 
 
-def round_order(round_number: int) -> list[str]:
-    return list(CONTENDERS) if round_number % 2 == 1 else list(reversed(CONTENDERS))
-
-
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.train_http", description=__doc__.splitlines()[0]
@@ -408,31 +404,21 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--val-fraction", type=float, default=0.01, help="held-out tail of the stream"
     )
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=DEFAULT_DATA_DIR,
-        help="folder holding wikitext-2/train.txt (default: ../shared/data from the repo)",
-    )
+    add_data_dir_argument(parser, holding="wikitext-2/train.txt")
     parser.add_argument(
         "--default-malloc",
         action="store_true",
         help="leave glibc's malloc defaults in this process (the job worker changes its own)",
     )
     arguments = parser.parse_args(argv)
-    for name in ("steps", "rounds"):
-        if getattr(arguments, name) < 1:
-            parser.error(f"--{name} must be at least 1")
+    require_at_least_one(parser, arguments, ["steps", "rounds"])
     if not 0 < arguments.val_fraction <= 0.5:
         parser.error("--val-fraction must be in (0, 0.5]")
     return arguments
 
 
 def results_table(runs: list[Run], http_runs: list[HttpRun], perplexities: dict[str, float]) -> str:
-    best_local = {}
-    for run in runs:
-        if run.name not in best_local or run.seconds < best_local[run.name].seconds:
-            best_local[run.name] = run
+    best_local = best_runs(runs)
     best_http = max(http_runs, key=lambda run: run.tokens_per_second)
     baseline = best_local[REFERENCE].tokens_per_second
     rows = []
@@ -480,7 +466,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     arguments = parse_arguments(argv)
     if not arguments.default_malloc:
         keep_freed_memory()  # what the job worker does; see the module docstring
-    print(machine_description())
+    print(machine_description(SOFTWARE))
     print(
         f"torch.get_num_threads() = {torch.get_num_threads()} (the job worker: torch's default); "
         "malloc in this process: "
@@ -540,7 +526,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             )
             train_reference(copy.deepcopy(initial), corpus.train_ids, WARMUP_STEPS)
             for round_number in range(1, arguments.rounds + 1):
-                for name in round_order(round_number):
+                for name in round_order(CONTENDERS, round_number):
                     if name == TRAIN:
                         http_runs.append(
                             timed_http_run(
@@ -600,9 +586,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     if arguments.rounds > 1:
         spreads = {
-            REFERENCE: spread([r.seconds for r in runs if r.name == REFERENCE]),
-            FIT: spread([r.seconds for r in runs if r.name == FIT]),
-            TRAIN: spread([r.train_seconds for r in http_runs]),
+            REFERENCE: spread(round_seconds(runs, REFERENCE)),
+            FIT: spread(round_seconds(runs, FIT)),
+            TRAIN: spread(run.train_seconds for run in http_runs),
         }
         print(
             f"run-to-run spread over {arguments.rounds} rounds: "
@@ -612,15 +598,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     worst = max(
         [r.others_cpu_share or 0.0 for r in runs] + [r.others_cpu_share or 0.0 for r in http_runs]
     )
-    if worst > CONTENTION_WARNING:
-        print(
-            f"WARNING: other processes used up to {worst:.0%} of the CPUs during a run; "
-            "the timings may be disturbed — rerun on an idle machine"
-        )
-
-
-def spread(seconds: list[float]) -> float:
-    return (max(seconds) - min(seconds)) / min(seconds)
+    warn_if_contended(worst)
 
 
 if __name__ == "__main__":

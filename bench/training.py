@@ -34,10 +34,7 @@ from __future__ import annotations
 import argparse
 import copy
 import math
-import os
 import platform
-import resource
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -46,12 +43,22 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from bench.common import (
+    add_data_dir_argument,
+    format_share,
+    format_table,
+    others_cpu_share,
+    require_at_least_one,
+    require_corpus,
+    round_order,
+    sample_cpu,
+    spread,
+    warn_if_contended,
+)
 from models.lm import Hidden, LanguageModelConfig, RNNLanguageModel
 from models.training import TrainingConfig, evaluate, fit, unigram_perplexity
 from models.vocab import Vocab
 
-REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA_DIR = REPOSITORY_ROOT.parent / "shared" / "data"
 CORPUS_DIR = Path("wikitext-2")
 END_OF_SENTENCE = "<eos>"
 UNKNOWN = "<unk>"
@@ -63,10 +70,9 @@ CLIP = 0.25
 SEED = 0
 WARMUP_STEPS = 3
 GOAL_RATIO = 1.0
-# Other processes' share of all cores above which a run counts as disturbed.
-CONTENTION_WARNING = 0.10
 REFERENCE = "reference loop"
 FIT = "models.training.fit"
+CONTENDERS = (REFERENCE, FIT)
 
 
 @dataclass(frozen=True)
@@ -96,66 +102,18 @@ class Run:
         return self.target_tokens / self.seconds
 
 
-@dataclass(frozen=True)
-class CpuSample:
-    """A moment's wall clock, machine-wide busy CPU seconds and this process's CPU usage."""
-
-    wall: float
-    machine_busy: float | None
-    own: float
-    own_system: float
-    minor_page_faults: int
-
-
-def sample_cpu() -> CpuSample:
-    """Read ``/proc/stat`` (Linux); elsewhere ``machine_busy`` is None."""
-    machine_busy = None
-    try:
-        fields = [
-            int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]
-        ]
-        idle = fields[3] + fields[4]  # idle + iowait
-        machine_busy = (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        pass
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return CpuSample(
-        time.perf_counter(), machine_busy, time.process_time(), usage.ru_stime, usage.ru_minflt
-    )
-
-
-def others_cpu_share(before: CpuSample, after: CpuSample) -> float | None:
-    """Share of all cores that *other* processes kept busy between two samples."""
-    if before.machine_busy is None or after.machine_busy is None:
-        return None
-    others = (after.machine_busy - before.machine_busy) - (after.own - before.own)
-    capacity = (after.wall - before.wall) * (os.cpu_count() or 1)
-    return max(0.0, others / capacity) if capacity > 0 else None
-
-
-def format_share(share: float | None) -> str:
-    return "n/a" if share is None else f"{share:.0%}"
-
-
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.training", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--steps", type=int, default=100, help="training steps per run")
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=DEFAULT_DATA_DIR,
-        help="folder holding wikitext-2/{train,valid}.txt (default: ../shared/data from the repo)",
-    )
+    add_data_dir_argument(parser, holding="wikitext-2/{train,valid}.txt")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of (a, b)")
     parser.add_argument(
         "--valid-tokens", type=int, default=20_000, help="size of the validation slice"
     )
     arguments = parser.parse_args(argv)
-    for name in ("steps", "rounds", "valid_tokens"):
-        if getattr(arguments, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    require_at_least_one(parser, arguments, ["steps", "rounds", "valid_tokens"])
     return arguments
 
 
@@ -173,8 +131,7 @@ def load_corpus(data_dir: Path, valid_tokens: int) -> Corpus:
     train_path = data_dir / CORPUS_DIR / "train.txt"
     valid_path = data_dir / CORPUS_DIR / "valid.txt"
     for path in (train_path, valid_path):
-        if not path.is_file():
-            sys.exit(f"error: corpus not found: {path} (pass --data-dir pointing at shared/data)")
+        require_corpus(path)
     train_words = read_words(train_path)
     valid_words = read_words(valid_path)[:valid_tokens]
     # WikiText-2 already writes rare words as <unk>; making it the special only moves it to
@@ -312,11 +269,6 @@ def timed_run(
     return timed, model
 
 
-def round_order(round_number: int) -> list[str]:
-    """a b in odd rounds, b a in even ones, so neither always goes first."""
-    return [REFERENCE, FIT] if round_number % 2 == 1 else [FIT, REFERENCE]
-
-
 def run_contenders(
     initial: RNNLanguageModel, train_ids: torch.Tensor, steps: int, rounds: int
 ) -> tuple[list[Run], dict[str, RNNLanguageModel]]:
@@ -325,7 +277,7 @@ def run_contenders(
     runs: list[Run] = []
     trained: dict[str, RNNLanguageModel] = {}
     for round_number in range(1, rounds + 1):
-        for name in round_order(round_number):
+        for name in round_order(CONTENDERS, round_number):
             run, model = timed_run(name, initial, train_ids, steps, round_number)
             runs.append(run)
             trained.setdefault(name, model)
@@ -340,23 +292,9 @@ def best_runs(runs: list[Run]) -> dict[str, Run]:
     return best
 
 
-def spread(runs: list[Run], name: str) -> float:
-    """(slowest - fastest) / fastest over one contender's rounds: the run-to-run noise."""
-    seconds = [run.seconds for run in runs if run.name == name]
-    return (max(seconds) - min(seconds)) / min(seconds)
-
-
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Fixed-width columns: the first left-aligned, the others right-aligned."""
-    widths = [max(len(row[index]) for row in [headers, *rows]) for index in range(len(headers))]
-
-    def format_row(row: Sequence[str]) -> str:
-        cells = [row[0].ljust(widths[0])]
-        cells += [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
-        return "  ".join(cells)
-
-    rule = "  ".join("-" * width for width in widths)
-    return "\n".join([format_row(headers), rule, *(format_row(row) for row in rows)])
+def round_seconds(runs: list[Run], name: str) -> list[float]:
+    """The seconds of each of one contender's runs."""
+    return [run.seconds for run in runs if run.name == name]
 
 
 def results_table(best: dict[str, Run], perplexities: dict[str, float]) -> str:
@@ -427,20 +365,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     verdict = "met" if ratio >= GOAL_RATIO else "NOT met"
     print(f"goal for fit: >= {GOAL_RATIO}x the reference loop — {verdict} ({ratio:.3f}x)")
     if arguments.rounds > 1:
-        noise = max(spread(runs, REFERENCE), spread(runs, FIT))
+        spreads = {name: spread(round_seconds(runs, name)) for name in CONTENDERS}
+        noise = max(spreads.values())
         print(
             f"run-to-run spread over {arguments.rounds} rounds: "
-            f"reference loop {spread(runs, REFERENCE):.1%}, fit {spread(runs, FIT):.1%}"
+            f"reference loop {spreads[REFERENCE]:.1%}, fit {spreads[FIT]:.1%}"
         )
         if abs(1.0 - ratio) <= noise:
             print("the gap between the contenders is within that run-to-run spread")
     print(f"total time {time.perf_counter() - started:.0f} s")
     worst_share = max((run.others_cpu_share or 0.0) for run in runs)
-    if worst_share > CONTENTION_WARNING:
-        print(
-            f"WARNING: other processes used up to {worst_share:.0%} of the CPUs during a run; "
-            "the timings may be disturbed — rerun on an idle machine"
-        )
+    warn_if_contended(worst_share)
 
 
 if __name__ == "__main__":
