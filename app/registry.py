@@ -113,6 +113,30 @@ class ModelRegistry:
             if versions:
                 self._latest[name] = self._load_version(versions[-1])
 
+    def sync(self) -> list[str]:
+        """Catch up with another process on the same data dir (``seqlab train``).
+
+        Loads a newer ready version of any model, adds models that appeared, forgets models
+        that were deleted; returns what changed. Versions another process is still writing
+        are ``pending`` and are not seen.
+        """
+        changes: list[str] = []
+        with self._publish_lock:
+            known = {row.name for row in self.index.models()}
+            for name in [name for name in self._latest if name not in known]:
+                del self._latest[name]
+                with self._read_lock:
+                    for key in [key for key in self._pinned if key[0] == name]:
+                        del self._pinned[key]
+                changes.append(f"-{name}")
+            for name in sorted(known):
+                versions = self.index.versions(name)
+                current = self._latest.get(name)
+                if versions and (current is None or versions[-1].version > current.version):
+                    self._latest[name] = self._load_version(versions[-1])
+                    changes.append(f"{name}@{versions[-1].version}")
+        return changes
+
     def close(self) -> None:
         self.index.close()
 

@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     )
     tokenizer_cache_size: int = Field(16, ge=1, description="Tokenizer configurations kept ready.")
     inference_threads: int = Field(8, ge=1, description="Concurrent torch computations.")
+    registry_sync_seconds: float = Field(
+        2.0,
+        ge=0,
+        description="How often to pick up versions published by another process "
+        "(seqlab train on the same data dir); 0 = never.",
+    )
     max_running_jobs: int = Field(
         1, ge=1, description="Training jobs run at once; more wait queued."
     )

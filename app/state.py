@@ -59,6 +59,7 @@ class ServiceState:
         self.startup_seconds: float | None = None
         self._limiter: anyio.CapacityLimiter | None = None
         self._starter: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     @property
     def ready(self) -> bool:
@@ -82,6 +83,10 @@ class ServiceState:
                 ensure_demo_model(self.registry, self.tokenizers, self.settings)
             self.jobs.load()
             self.registry_ready = True
+            if self.settings.registry_sync_seconds > 0:
+                threading.Thread(
+                    target=self._sync_registry, name="seqlab-sync", daemon=True
+                ).start()
             self.startup_seconds = time.perf_counter() - began
             logger.info(
                 "ready in %.2fs: %d model(s) on %s",
@@ -92,6 +97,17 @@ class ServiceState:
         except Exception as error:  # reported by /ready; the process stays up for diagnosis
             logger.exception("start-up failed")
             self.start_error = f"{type(error).__name__}: {error}"
+
+    def _sync_registry(self) -> None:
+        """Keep up with versions that another process (``seqlab train``) publishes."""
+        while not self._stopping.wait(self.settings.registry_sync_seconds):
+            try:
+                changes = self.registry.sync()
+            except Exception:  # a damaged checkpoint must not stop the service
+                logger.exception("registry sync failed")
+                continue
+            if changes:
+                logger.info("registry changed on disk: %s", ", ".join(changes))
 
     async def run(self, function: Callable[..., T], *args: object, small: bool = False) -> T:
         """Run torch or jieba work in inference mode, off the event loop unless ``small``.
@@ -110,6 +126,7 @@ class ServiceState:
         )
 
     def close(self) -> None:
+        self._stopping.set()
         self.wait_started()
         self.jobs.close()
         self.jobs.store.close()

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,24 @@ def test_two_data_parallel_ranks_end_with_identical_weights(tmp_path, make_setti
         LanguageModelConfig(vocab_size=8, embedding_dim=8, hidden_size=8, cell="lstm")
     ).state_dict()
     assert not torch.equal(initial["embedding.weight"], rank0["embedding.weight"])
+
+
+def test_a_running_service_picks_up_what_the_cli_publishes(tmp_path, make_client, capsys):
+    client = make_client(registry_sync_seconds=0.1)
+    data_dir = str(client.app.state.service.settings.data_dir)
+    corpus = tmp_path / "lesson.txt"
+    corpus.write_text(CORPUS, encoding="utf-8")
+    assert main(["train", str(corpus), "--model", "demo", "--data-dir", data_dir, *TRAIN[:4]]) == 0
+    assert (
+        main(["train", str(corpus), "--model", "new", "--create", "--data-dir", data_dir, *TRAIN])
+        == 0
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if client.get("/models/new").status_code == 200:
+            break
+        time.sleep(0.05)
+    assert client.get("/models/demo").json()["versions"] == [1, 2]
+    answer = client.post("/predict", json={"model": "demo", "text": "我爱"})
+    assert answer.headers["Seqlab-Model"] == "demo@2"
+    assert client.get("/models/new").json()["version"] == 1
