@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import secrets
-import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.database import open_database
 from app.errors import InvalidInputError, NotFoundError
 from app.model_index import utc_now
 from models.checkpoint import fsync_directory
@@ -43,14 +43,8 @@ class CorpusStore:
     def __init__(self, directory: Path, database: Path) -> None:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
-        self._connection = sqlite3.connect(
-            database, check_same_thread=False, isolation_level=None, timeout=30
-        )
-        self._connection.row_factory = sqlite3.Row
+        self._connection = open_database(database, SCHEMA)
         self._lock = threading.Lock()
-        with self._lock:
-            self._connection.execute("PRAGMA journal_mode=WAL")
-            self._connection.executescript(SCHEMA)
 
     def close(self) -> None:
         with self._lock:

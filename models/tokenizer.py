@@ -268,14 +268,6 @@ class Tokenizer:
                 spans.append((starts[start], ends[end - 1]))
         return Segmentation(tokens, spans)
 
-    def tokenize_many(self, texts: list[str]) -> list[list[str]]:
-        return [self.tokenize(text) for text in texts]
-
-    def iter_tokens(self, lines: Iterator[str] | list[str]) -> Iterator[str]:
-        """Tokens of many lines as one stream (a corpus read line by line)."""
-        for line in lines:
-            yield from self.tokenize(line)
-
     def _keep(self, token: str) -> bool:
         if self.config.drop_whitespace and token.isspace():
             return False

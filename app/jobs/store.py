@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from app.database import open_database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -63,15 +64,8 @@ class JobRecord:
 
 class JobStore:
     def __init__(self, database: Path) -> None:
-        self._connection = sqlite3.connect(
-            database, check_same_thread=False, isolation_level=None, timeout=30
-        )
-        self._connection.row_factory = sqlite3.Row
+        self._connection = open_database(database, SCHEMA)
         self._lock = threading.Lock()
-        with self._lock:
-            self._connection.execute("PRAGMA journal_mode=WAL")
-            self._connection.execute("PRAGMA synchronous=FULL")
-            self._connection.executescript(SCHEMA)
 
     def close(self) -> None:
         with self._lock:

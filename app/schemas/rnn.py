@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from app.schemas.common import ModelName, ModelRef, Seed, StrictModel, TensorOut, Text, Version
+from app.schemas.common import ModelName, Seed, StrictModel, TensorOut, Text, Version
 
 Tensor3 = list[list[list[float]]]
 
@@ -92,6 +92,3 @@ class RNNForwardResponse(BaseModel):
     ids: list[list[int]] | None = None
     model: str | None = None
     version: int | None = None
-
-
-__all__ = ["ModelRef", "RNNForwardRequest", "RNNForwardResponse", "RNNSpec"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from app.corpora import Corpus
 from app.errors import ConflictError
 from app.jobs.files import discard
 from app.jobs.prepare import prepare_job, read_lines
@@ -64,7 +65,7 @@ def job_info(record: JobRecord) -> JobInfo:
     )
 
 
-def corpus_info(corpus) -> CorpusInfo:
+def corpus_info(corpus: Corpus) -> CorpusInfo:
     return CorpusInfo(
         corpus_id=corpus.id,
         filename=corpus.filename,
