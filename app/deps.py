@@ -14,12 +14,8 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request
 
-from app.errors import (
-    NotReadyError,
-    UnauthorizedError,
-    UnsupportedMediaTypeError,
-    responses_for,
-)
+from app.errors import NotReadyError, UnauthorizedError, UnsupportedMediaTypeError
+from app.problems import responses_for
 from app.settings import Settings
 from app.state import ServiceState
 

@@ -10,9 +10,8 @@ from fastapi import FastAPI
 
 from app import __version__
 from app.deps import publish_security
-from app.errors import install_error_handlers
-from app.limits import BodySizeLimitMiddleware
-from app.metrics import MetricsMiddleware
+from app.middleware import BodySizeLimitMiddleware, MetricsMiddleware
+from app.problems import install_error_handlers
 from app.routers import (
     corpora,
     dataset,

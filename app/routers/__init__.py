@@ -3,9 +3,12 @@
 from fastapi import Response
 from pydantic import BaseModel
 
-# Up to this many characters, tokens or tensor elements a request's work is microseconds:
-# it runs on the event loop (see ServiceState.run).
-SMALL_WORK = 512
+from app.errors import LimitExceededError, NotFoundError, UnsupportedMediaTypeError
+from app.problems import responses_for
+
+# What an inference route (a JSON body naming a model) can answer besides its 200. The 401
+# is added by app.deps.publish_security where the settings protect the route.
+INFERENCE_ERRORS = responses_for(NotFoundError, LimitExceededError, UnsupportedMediaTypeError)
 
 
 def name_model(response: Response, name: str, version: int) -> None:

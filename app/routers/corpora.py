@@ -8,13 +8,12 @@ from app.errors import (
     InvalidInputError,
     LimitExceededError,
     NotFoundError,
-    UnauthorizedError,
     UnsupportedMediaTypeError,
-    responses_for,
 )
 from app.limits import check_limit
+from app.problems import responses_for
 from app.schemas.training import CorpusInfo, CorpusList
-from app.services import training as service
+from app.services import corpora as service
 
 router = APIRouter(prefix="/corpora", tags=["training"])
 CorpusId = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$")]
@@ -42,9 +41,7 @@ UPLOAD_BODY = {
     "",
     status_code=status.HTTP_201_CREATED,
     openapi_extra=UPLOAD_BODY,
-    responses=responses_for(
-        UnauthorizedError, InvalidInputError, LimitExceededError, UnsupportedMediaTypeError
-    ),
+    responses=responses_for(InvalidInputError, LimitExceededError, UnsupportedMediaTypeError),
 )
 async def upload_corpus(request: Request, response: Response, state: WriteState) -> CorpusInfo:
     """Upload a UTF-8 training text: a `text/plain` body or a `multipart/form-data` file."""
@@ -73,7 +70,7 @@ async def upload_corpus(request: Request, response: Response, state: WriteState)
     return service.corpus_info(corpus)
 
 
-@router.get("", responses=responses_for(UnauthorizedError))
+@router.get("", responses=responses_for())
 async def list_corpora(state: ReadState) -> CorpusList:
     """Uploaded corpora, oldest first."""
     return CorpusList(corpora=[service.corpus_info(c) for c in state.corpora.list()])
@@ -82,7 +79,7 @@ async def list_corpora(state: ReadState) -> CorpusList:
 @router.delete(
     "/{corpus_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=responses_for(UnauthorizedError, NotFoundError),
+    responses=responses_for(NotFoundError),
 )
 async def delete_corpus(corpus_id: CorpusId, state: WriteState) -> None:
     """Delete an uploaded corpus (models trained on it are kept)."""

@@ -1,14 +1,7 @@
 from fastapi import APIRouter, Response
 
 from app.deps import READ_ONLY, InferenceState
-from app.errors import (
-    LimitExceededError,
-    NotFoundError,
-    UnauthorizedError,
-    UnsupportedMediaTypeError,
-    responses_for,
-)
-from app.routers import json_answer
+from app.routers import INFERENCE_ERRORS, json_answer
 from app.schemas.dataset import DatasetPreviewRequest, DatasetPreviewResponse
 from app.services import dataset as service
 
@@ -19,9 +12,7 @@ router = APIRouter(tags=["dataset"])
     "/dataset/preview",
     response_model=DatasetPreviewResponse,
     response_model_exclude_none=True,
-    responses=responses_for(
-        UnauthorizedError, NotFoundError, LimitExceededError, UnsupportedMediaTypeError
-    ),
+    responses=INFERENCE_ERRORS,
     openapi_extra=READ_ONLY,
 )
 async def preview(request: DatasetPreviewRequest, state: InferenceState) -> Response:

@@ -1,14 +1,8 @@
 from fastapi import APIRouter, Response
 
 from app.deps import READ_ONLY, InferenceState
-from app.errors import (
-    LimitExceededError,
-    NotFoundError,
-    UnauthorizedError,
-    UnsupportedMediaTypeError,
-    responses_for,
-)
-from app.routers import SMALL_WORK, json_answer
+from app.inline import runs_inline
+from app.routers import INFERENCE_ERRORS, json_answer
 from app.schemas.generation import (
     GenerateRequest,
     GenerateResponse,
@@ -18,12 +12,11 @@ from app.schemas.generation import (
 from app.services import generation as service
 
 router = APIRouter(tags=["language model"])
-errors = responses_for(
-    UnauthorizedError, NotFoundError, LimitExceededError, UnsupportedMediaTypeError
+
+
+@router.post(
+    "/predict", response_model=PredictResponse, responses=INFERENCE_ERRORS, openapi_extra=READ_ONLY
 )
-
-
-@router.post("/predict", response_model=PredictResponse, responses=errors, openapi_extra=READ_ONLY)
 async def predict(request: PredictRequest, state: InferenceState) -> Response:
     """The k most probable next words after a text, with their probabilities."""
     result = await state.run(
@@ -31,13 +24,16 @@ async def predict(request: PredictRequest, state: InferenceState) -> Response:
         request,
         state.registry,
         state.settings.limits,
-        small=len(request.text) <= SMALL_WORK,
+        small=runs_inline(request),
     )
     return json_answer(result, result.model, result.version)
 
 
 @router.post(
-    "/generate", response_model=GenerateResponse, responses=errors, openapi_extra=READ_ONLY
+    "/generate",
+    response_model=GenerateResponse,
+    responses=INFERENCE_ERRORS,
+    openapi_extra=READ_ONLY,
 )
 async def generate(request: GenerateRequest, state: InferenceState) -> Response:
     """Continue a prompt: greedy (temperature 0) or sampled (temperature, top_k, seed)."""

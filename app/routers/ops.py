@@ -6,8 +6,9 @@ from fastapi import APIRouter, Request, Response
 
 from app import __version__
 from app.deps import LoadingReadState
-from app.errors import NotReadyError, UnauthorizedError, responses_for
+from app.errors import NotReadyError
 from app.metrics import CONTENT_TYPE
+from app.problems import responses_for
 from app.schemas.ops import Health, Info, Readiness
 
 router = APIRouter(tags=["operations"])
@@ -34,7 +35,7 @@ async def ready(request: Request, response: Response) -> Readiness:
     )
 
 
-@router.get("/info", responses=responses_for(UnauthorizedError))
+@router.get("/info", responses=responses_for())
 async def info(state: LoadingReadState) -> Info:
     """Versions of the service and its libraries, the device, the limits, the models loaded."""
     settings = state.settings
@@ -61,7 +62,7 @@ async def info(state: LoadingReadState) -> Info:
     response_class=Response,
     responses={
         200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text format."},
-        **responses_for(UnauthorizedError),
+        **responses_for(),
     },
 )
 async def metrics(state: LoadingReadState) -> Response:

@@ -3,14 +3,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response, status
 
 from app.deps import JsonWriteState, ReadState, WriteState
-from app.errors import (
-    ConflictError,
-    LimitExceededError,
-    NotFoundError,
-    UnauthorizedError,
-    UnsupportedMediaTypeError,
-    responses_for,
-)
+from app.errors import ConflictError, LimitExceededError, NotFoundError, UnsupportedMediaTypeError
+from app.problems import responses_for
 from app.registry import NAME_PATTERN
 from app.routers import name_model
 from app.schemas.registry import CreateModelRequest, ModelInfo, ModelList, VersionInfo, VocabPage
@@ -24,9 +18,7 @@ VersionQuery = Annotated[int | None, Query(ge=1, description="A version; the lat
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    responses=responses_for(
-        UnauthorizedError, ConflictError, LimitExceededError, UnsupportedMediaTypeError
-    ),
+    responses=responses_for(ConflictError, LimitExceededError, UnsupportedMediaTypeError),
 )
 async def create_model(
     request: CreateModelRequest, response: Response, state: JsonWriteState
@@ -40,7 +32,7 @@ async def create_model(
     return service.model_info(loaded, state.registry)
 
 
-@router.get("", responses=responses_for(UnauthorizedError))
+@router.get("", responses=responses_for())
 async def list_models(state: ReadState) -> ModelList:
     """Every model, at its latest version."""
     registry = state.registry
@@ -49,7 +41,7 @@ async def list_models(state: ReadState) -> ModelList:
     )
 
 
-@router.get("/{name}", responses=responses_for(UnauthorizedError, NotFoundError))
+@router.get("/{name}", responses=responses_for(NotFoundError))
 async def get_model(
     name: NameParam, response: Response, state: ReadState, version: VersionQuery = None
 ) -> ModelInfo:
@@ -61,14 +53,14 @@ async def get_model(
 
 @router.get(
     "/{name}/versions",
-    responses=responses_for(UnauthorizedError, NotFoundError),
+    responses=responses_for(NotFoundError),
 )
 async def list_versions(name: NameParam, state: ReadState) -> list[VersionInfo]:
     """Every published version of a model, oldest first."""
     return service.version_infos(name, state.registry)
 
 
-@router.get("/{name}/vocab", responses=responses_for(UnauthorizedError, NotFoundError))
+@router.get("/{name}/vocab", responses=responses_for(NotFoundError))
 async def get_vocab(
     name: NameParam,
     response: Response,
@@ -86,7 +78,7 @@ async def get_vocab(
 @router.delete(
     "/{name}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=responses_for(UnauthorizedError, NotFoundError),
+    responses=responses_for(NotFoundError),
 )
 async def delete_model(name: NameParam, state: WriteState) -> None:
     """Delete a model, every version and its files."""

@@ -8,14 +8,8 @@ from fastapi import APIRouter, Path, Query, Response
 from fastapi.responses import StreamingResponse
 
 from app.deps import JsonWriteState, ReadState, WriteState
-from app.errors import (
-    ConflictError,
-    LimitExceededError,
-    NotFoundError,
-    UnauthorizedError,
-    UnsupportedMediaTypeError,
-    responses_for,
-)
+from app.errors import ConflictError, LimitExceededError, NotFoundError, UnsupportedMediaTypeError
+from app.problems import responses_for
 from app.registry import NAME_PATTERN
 from app.schemas.training import JobInfo, JobList, TrainRequest
 from app.services import training as service
@@ -32,7 +26,6 @@ WAIT_POLL_SECONDS = 0.1
     responses={
         200: {"model": JobInfo, "description": "With `wait`: the finished job."},
         **responses_for(
-            UnauthorizedError,
             NotFoundError,
             ConflictError,
             LimitExceededError,
@@ -42,7 +35,15 @@ WAIT_POLL_SECONDS = 0.1
 )
 async def train(request: TrainRequest, response: Response, state: JsonWriteState) -> JobInfo:
     """Train a next-word model in a background worker process; a new version on success."""
-    record = await state.run(service.submit, request, state)
+    record = await state.run(
+        service.submit,
+        request,
+        state.jobs,
+        state.registry,
+        state.tokenizers,
+        state.corpora,
+        state.settings.limits,
+    )
     response.headers["Location"] = f"/train/{record.id}"
     if request.wait:
         # Poll rather than block a thread per waiting client.
@@ -53,7 +54,7 @@ async def train(request: TrainRequest, response: Response, state: JsonWriteState
     return service.job_info(record)
 
 
-@router.get("", responses=responses_for(UnauthorizedError))
+@router.get("", responses=responses_for())
 async def list_jobs(
     state: ReadState,
     model: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
@@ -65,7 +66,7 @@ async def list_jobs(
 
 @router.get(
     "/{job_id}",
-    responses=responses_for(UnauthorizedError, NotFoundError),
+    responses=responses_for(NotFoundError),
 )
 async def get_job(job_id: JobId, state: ReadState) -> JobInfo:
     """Status, progress (epoch, step, fraction, ETA), metrics and history, error."""
@@ -74,7 +75,7 @@ async def get_job(job_id: JobId, state: ReadState) -> JobInfo:
 
 @router.delete(
     "/{job_id}",
-    responses=responses_for(UnauthorizedError, NotFoundError, ConflictError),
+    responses=responses_for(NotFoundError, ConflictError),
 )
 async def cancel_job(job_id: JobId, state: WriteState) -> JobInfo:
     """Cancel a queued or running job (within a second); nothing is published."""
@@ -87,7 +88,7 @@ async def cancel_job(job_id: JobId, state: WriteState) -> JobInfo:
     response_class=StreamingResponse,
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "Server-sent events."},
-        **responses_for(UnauthorizedError, NotFoundError),
+        **responses_for(NotFoundError),
     },
 )
 async def job_events(job_id: JobId, state: ReadState) -> StreamingResponse:

@@ -1,0 +1,63 @@
+"""Which requests are small enough to answer on the event loop, decided in one place.
+
+A hop to a worker thread, and the GIL contention of several threads, cost tens of
+microseconds and pushed p99 to ~80 ms under load (docs/benchmarks.md); work that is bounded
+below that runs inline (:meth:`app.state.ServiceState.run` with ``small=True``). Each request
+kind is sized in the unit its work grows with; everything not sized here runs in a thread.
+"""
+
+from __future__ import annotations
+
+from functools import singledispatch
+
+from pydantic import BaseModel
+
+from app.schemas.embed import EmbedRequest
+from app.schemas.generation import PredictRequest
+from app.schemas.rnn import RNNForwardRequest
+from app.schemas.tokenize import TokenizeRequest
+
+# jieba cuts ~0.3 M characters a second: 2,000 are a few milliseconds, less than a hop
+# costs a busy event loop in latency for everyone else.
+INLINE_CHARACTERS = 2_000
+# Embedding rows or characters of context for a small model: microseconds.
+INLINE_TOKENS = 512
+# A recurrent layer's work: steps × batch, and hidden units over all layers.
+INLINE_STEPS = 64
+INLINE_HIDDEN_UNITS = 512
+
+
+@singledispatch
+def runs_inline(request: BaseModel) -> bool:
+    """Whether ``request``'s work is bounded to microseconds (default: no)."""
+    return False
+
+
+@runs_inline.register
+def _(request: TokenizeRequest) -> bool:
+    return sum(len(text) for text in request.all_texts) <= INLINE_CHARACTERS
+
+
+@runs_inline.register
+def _(request: EmbedRequest) -> bool:
+    rows = request.texts or request.tokens or request.ids or [request.text or ""]
+    return sum(map(len, rows)) <= INLINE_TOKENS
+
+
+@runs_inline.register
+def _(request: PredictRequest) -> bool:
+    return len(request.text) <= INLINE_TOKENS
+
+
+@runs_inline.register
+def _(request: RNNForwardRequest) -> bool:
+    if request.input is not None:
+        steps = len(request.input) * max((len(row) for row in request.input), default=0)
+        hidden = (
+            request.rnn.hidden_size * request.rnn.num_layers
+            if request.rnn is not None
+            else INLINE_HIDDEN_UNITS  # a registry model's layer: small only by its steps
+        )
+        return steps <= INLINE_STEPS and hidden <= INLINE_HIDDEN_UNITS
+    texts = request.texts or [request.text or ""]
+    return sum(map(len, texts)) <= INLINE_STEPS

@@ -1,0 +1,117 @@
+"""The ASGI middlewares: request bodies within their limit, and metrics for every request."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.errors import LimitExceededError
+from app.limits import over_limit
+from app.metrics import Metrics
+from app.problems import PROBLEM_MEDIA_TYPE, CarriedError, describe, problem_body
+
+
+class BodySizeLimitMiddleware:
+    """Answer 413 to bodies over ``max_bytes``, by Content-Length or while streaming.
+
+    uvicorn has no body limit of its own, so without this a client could make the service
+    buffer any amount of memory.
+    """
+
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, per_path: dict[str, tuple[str, int]] | None = None
+    ) -> None:
+        self.app = app
+        self.default = ("max_body_bytes", max_bytes)
+        # Routes that take bigger bodies (a corpus upload) have their own named limit.
+        self.per_path = per_path or {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit_name, max_bytes = self.per_path.get(scope["path"], self.default)
+        for key, value in scope["headers"]:
+            if key == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = 0
+                if declared > max_bytes:
+                    await _reject(scope, send, over_limit(limit_name, declared, max_bytes))
+                    return
+        received = 0
+        response_started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > max_bytes:
+                    # Through FastAPI's body parsing, which lets only HTTP exceptions pass.
+                    raise CarriedError(over_limit(limit_name, received, max_bytes))
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except CarriedError as carried:
+            if not response_started and isinstance(carried.error, LimitExceededError):
+                await _reject(scope, send, carried.error)
+
+
+async def _reject(scope: Scope, send: Send, error: LimitExceededError) -> None:
+    """A 413 problem answer sent before anything read the body; the connection closes."""
+    kind, detail, extra = describe(error)
+    body = json.dumps(problem_body(kind, detail, scope.get("path", ""), **extra)).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": kind.status,
+            "headers": [
+                (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class MetricsMiddleware:
+    """Count every request and time it, labelled by route template and status."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            route = scope.get("route")
+            # The template ("/models/{name}"), never the raw path: labels stay bounded.
+            template = getattr(route, "path", None) or "unmatched"
+            method = scope["method"]
+            self.metrics.requests.labels(method, template, str(status)).inc()
+            self.metrics.latency.labels(method, template).observe(time.perf_counter() - started)
