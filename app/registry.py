@@ -1,9 +1,8 @@
 """The model registry: versions on disk, indexed in SQLite, loaded on the device and kept there.
 
-Layout under the data directory::
-
-    registry.sqlite3                    the index (see app.model_index)
-    models/<name>/v<version>/           one immutable checkpoint per version
+One concept, its read side (latest and pinned versions, sync with other processes) and its
+write side (publish, delete) together, because both hold the same two locks. The files are
+where :class:`app.layout.DataLayout` says: ``models/<name>/v<version>/`` and the index.
 
 Publishing a version writes its checkpoint atomically, loads it back from disk onto the
 device, marks it ready in SQLite, and only then swaps the in-memory reference, so a reader
@@ -26,6 +25,7 @@ from typing import Any
 import torch
 
 from app.errors import ConflictError, InvalidInputError, NotFoundError
+from app.layout import DataLayout
 from app.model_index import ModelIndex, VersionRow
 from app.tokenizers import TokenizerCache
 from models.checkpoint import fsync_directory, load_checkpoint, save_checkpoint
@@ -81,16 +81,16 @@ def validate_name(name: str) -> str:
 class ModelRegistry:
     def __init__(
         self,
-        data_dir: Path,
+        layout: DataLayout,
         device: torch.device,
         tokenizers: TokenizerCache,
         older_versions_kept: int = 3,
     ) -> None:
-        self.models_dir = data_dir / "models"
+        self.models_dir = layout.models
         self.models_dir.mkdir(parents=True, exist_ok=True)
         self.device = device
         self.tokenizers = tokenizers
-        self.index = ModelIndex(data_dir / "registry.sqlite3")
+        self.index = ModelIndex(layout.database)
         self._older_versions_kept = older_versions_kept
         self._latest: dict[str, LoadedModel] = {}
         self._pinned: OrderedDict[tuple[str, int], LoadedModel] = OrderedDict()

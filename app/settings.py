@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.layout import DataLayout
+
 
 class Limits(BaseModel):
     """What one request may ask for. Published in ``GET /info``; over a limit → 413 naming it.
@@ -78,21 +80,6 @@ class Settings(BaseSettings):
     limits: Limits = Field(default_factory=Limits)
 
     @property
-    def registry_path(self) -> Path:
-        return self.data_dir / "registry.sqlite3"
-
-    @property
-    def models_dir(self) -> Path:
-        return self.data_dir / "models"
-
-    @property
-    def corpora_dir(self) -> Path:
-        return self.data_dir / "corpora"
-
-    @property
-    def jobs_dir(self) -> Path:
-        return self.data_dir / "jobs"
-
-    @property
-    def jieba_cache_dir(self) -> Path:
-        return self.data_dir / "cache" / "jieba"
+    def layout(self) -> DataLayout:
+        """Where each part of the state lives under ``data_dir``."""
+        return DataLayout(self.data_dir)

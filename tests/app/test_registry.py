@@ -30,7 +30,7 @@ def test_create_describe_and_delete(client, make_settings):
     assert info["num_parameters"] == 6 * 4 + (4 * 5 + 5 * 5 + 10) + (5 * 5 + 5 * 5 + 10) + 5 * 6 + 6
     assert client.get("/models/lesson").json()["created_at"] == info["created_at"]
 
-    files = make_settings().models_dir / "lesson" / "v1"
+    files = make_settings().layout.models / "lesson" / "v1"
     assert (files / "model.safetensors").is_file()
     assert client.delete("/models/lesson").status_code == 204
     assert client.get("/models/lesson").status_code == 404
@@ -105,14 +105,14 @@ def test_an_interrupted_version_is_swept_at_start(make_settings):
     first.post("/models", json=LESSON_MODEL)
     first.__exit__(None, None, None)
     # Simulate a crash between reserving version 2 and marking it ready.
-    connection = sqlite3.connect(settings.registry_path)
+    connection = sqlite3.connect(settings.layout.database)
     connection.execute(
         "INSERT INTO versions (name, version, status, created_at) "
         "VALUES ('lesson', 2, 'pending', 'x')"
     )
     connection.commit()
     connection.close()
-    half_written = settings.models_dir / "lesson" / "v2"
+    half_written = settings.layout.models / "lesson" / "v2"
     half_written.mkdir()
     (half_written / "model.safetensors").write_bytes(b"partial")
     second = start_client(settings)
