@@ -15,38 +15,37 @@ import argparse
 import json
 import os
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TextIO
 
 from pydantic import ValidationError
 
 from models.errors import SeqlabError
 
 
-def _progress_printer(stream: Any) -> Any:
-    started = time.monotonic()
+def _progress_printer(stream: TextIO) -> Callable[[object], None]:
+    """Show a worker's events as a progress bar and one line per epoch."""
+    from models.training import EpochRecord, Progress
 
-    def emit(event: dict[str, Any]) -> None:
-        if event["type"] == "progress":
-            fraction = event["fraction"]
+    def emit(event: object) -> None:
+        if isinstance(event, Progress):
+            fraction = event.fraction
             filled = int(fraction * 30)
-            elapsed = time.monotonic() - started
-            eta = elapsed * (1 - fraction) / fraction if fraction > 0 else 0.0
             stream.write(
-                f"\repoch {event['epoch']}/{event['epochs']} "
-                f"step {event['step']}/{event['total_steps']} "
+                f"\repoch {event.epoch}/{event.epochs} "
+                f"step {event.step}/{event.total_steps} "
                 f"[{'#' * filled}{'.' * (30 - filled)}] {fraction:4.0%} "
-                f"loss {event['loss']:.3f} {event['tokens_per_second']:,.0f} tok/s "
-                f"ETA {eta:,.0f}s   "
+                f"loss {event.loss:.3f} {event.tokens_per_second:,.0f} tok/s "
+                f"ETA {event.eta_seconds or 0.0:,.0f}s   "
             )
             stream.flush()
-        elif event["type"] == "epoch":
-            perplexity = event["val_perplexity"]
+        elif isinstance(event, EpochRecord):
+            perplexity = event.val_perplexity
             shown = f"{perplexity:.1f}" if perplexity is not None else "n/a"
             stream.write(
-                f"\nepoch {event['epoch']} done: train loss {event['train_loss']:.3f}, "
-                f"val perplexity {shown}, lr {event['lr']:.2e}\n"
+                f"\nepoch {event.epoch} done: train loss {event.train_loss:.3f}, "
+                f"val perplexity {shown}, lr {event.lr:.2e}\n"
             )
 
     return emit
@@ -55,12 +54,14 @@ def _progress_printer(stream: Any) -> Any:
 def _train(arguments: argparse.Namespace) -> int:
     import torch.distributed
 
-    from app.jobs.files import CHECKPOINT_DIR, discard
-    from app.jobs.prepare import prepare_job, read_lines
+    from app.corpora import read_lines
+    from app.jobs.files import discard
+    from app.jobs.publishing import publish_run
     from app.jobs.worker import keep_freed_memory, save_result, train
     from app.registry import ModelRegistry
     from app.schemas.registry import ModelSpec
     from app.schemas.training import TrainRequest
+    from app.services.training import prepare_job
     from app.settings import Settings
     from app.tokenizers import TokenizerCache
     from models import distributed
@@ -68,12 +69,12 @@ def _train(arguments: argparse.Namespace) -> int:
 
     keep_freed_memory()
     settings = Settings(**({"data_dir": arguments.data_dir} if arguments.data_dir else {}))
+    layout = settings.layout
     device = resolve_device(arguments.device or settings.device)
     context = None
     if distributed.launched_by_torchrun():
-        if device.type == "cuda":
-            device = resolve_device(f"cuda:{os.environ.get('LOCAL_RANK', '0')}")
         context = distributed.init_distributed(device)
+        device = context.device
     is_main = context is None or context.is_main
     log = sys.stderr if is_main else open(os.devnull, "w")  # noqa: SIM115 - lives as long as the run
 
@@ -113,21 +114,21 @@ def _train(arguments: argparse.Namespace) -> int:
     if context is not None and not is_main:
         torch.distributed.barrier()
     registry = ModelRegistry(
-        settings.data_dir, device, TokenizerCache(settings.jieba_cache_dir), older_versions_kept=1
+        layout, device, TokenizerCache(layout.jieba_cache), older_versions_kept=1
     )
     registry.load()
     if context is not None and is_main:
         torch.distributed.barrier()
     rank_suffix = f"-rank{context.rank}" if context else ""
-    job_dir = settings.jobs_dir / f"cli-{os.getpid()}{rank_suffix}"
+    job_dir = layout.jobs / f"cli-{os.getpid()}{rank_suffix}"
     try:
         prepared = prepare_job(
             job_dir.name, request, lines, registry, registry.tokenizers, settings.limits, job_dir
         )
         data = prepared.data
         print(
-            f"{data['tokens']:,} tokens ({data['train_tokens']:,} train, {data['val_tokens']:,} "
-            f"held out), vocabulary {data['vocab_size']:,}, OOV rate {data['oov_rate']:.2%}",
+            f"{data.tokens:,} tokens ({data.train_tokens:,} train, {data.val_tokens:,} "
+            f"held out), vocabulary {data.vocab_size:,}, OOV rate {data.oov_rate:.2%}",
             file=log,
         )
         shard = None
@@ -147,27 +148,14 @@ def _train(arguments: argparse.Namespace) -> int:
             save_model(model, str(target / f"rank{context.rank if context else 0}.safetensors"))
         if is_main:
             save_result(prepared.spec, model)
-            loaded = registry.publish_directory(
-                arguments.model,
-                job_dir / CHECKPOINT_DIR,
-                create=create is not None,
-                metrics={
-                    "train_loss": result.train_loss,
-                    "val_loss": result.val_loss,
-                    "val_perplexity": result.val_perplexity,
-                    "tokens_per_second": result.tokens_per_second,
-                    "stop_reason": result.stop_reason,
-                    "unigram_perplexity": data["unigram_perplexity"],
-                },
-                source={"kind": "cli", "base_version": prepared.base_version},
-            )
+            loaded = publish_run(registry, prepared.spec, result, data, kind="cli")
             perplexity = result.val_perplexity
             print(
                 f"\npublished {loaded.label}: {result.steps} steps "
                 f"in {result.elapsed_seconds:.1f}s, "
                 f"{result.tokens_per_second:,.0f} tok/s, train loss {result.train_loss:.3f}, "
                 f"val perplexity {perplexity if perplexity is None else round(perplexity, 1)} "
-                f"(unigram {data['unigram_perplexity'] or float('nan'):.1f}), "
+                f"(unigram {data.unigram_perplexity or float('nan'):.1f}), "
                 f"stopped: {result.stop_reason}",
                 file=log,
             )

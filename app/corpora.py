@@ -25,6 +25,11 @@ CREATE TABLE IF NOT EXISTS corpora (
 """
 
 
+def read_lines(text: str) -> list[str]:
+    """The non-blank lines of a corpus: each is one text to train on."""
+    return [line for line in text.splitlines() if line.strip()]
+
+
 class CorpusNotFoundError(NotFoundError):
     pass
 

@@ -38,15 +38,16 @@ class ServiceState:
         self.settings = settings
         # Resolved now, so a wrong SEQLAB_DEVICE fails at start-up rather than per request.
         self.device = resolve_device(settings.device)
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        self.tokenizers = TokenizerCache(settings.jieba_cache_dir, settings.tokenizer_cache_size)
+        layout = settings.layout
+        layout.root.mkdir(parents=True, exist_ok=True)
+        self.tokenizers = TokenizerCache(layout.jieba_cache, settings.tokenizer_cache_size)
         self.registry = ModelRegistry(
-            settings.data_dir, self.device, self.tokenizers, settings.loaded_versions_per_model
+            layout, self.device, self.tokenizers, settings.loaded_versions_per_model
         )
-        self.corpora = CorpusStore(settings.corpora_dir, settings.registry_path)
+        self.corpora = CorpusStore(layout.corpora, layout.database)
         self.jobs = JobManager(
-            settings.jobs_dir,
-            JobStore(settings.registry_path),
+            layout.jobs,
+            JobStore(layout.database),
             self.registry,
             device=str(self.device),
             max_running=settings.max_running_jobs,

@@ -36,10 +36,3 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
             f"device {spec!r} does not exist: this machine has {count} CUDA device(s)"
         )
     return torch.device("cuda", index)
-
-
-def describe_device(device: torch.device) -> str:
-    """A human-readable name, e.g. ``cpu`` or ``cuda:0 (NVIDIA H200)``."""
-    if device.type == "cuda":
-        return f"{device} ({torch.cuda.get_device_name(device)})"
-    return str(device)

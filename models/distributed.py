@@ -22,7 +22,7 @@ from models.dataset import as_id_tensor
 class DistributedContext:
     rank: int
     world_size: int
-    local_rank: int
+    device: torch.device  # this rank's: its own GPU (LOCAL_RANK) on CUDA, else the CPU
 
     @property
     def is_main(self) -> bool:
@@ -35,15 +35,18 @@ def launched_by_torchrun() -> bool:
 
 
 def init_distributed(device: torch.device) -> DistributedContext:
-    """Join the process group torchrun prepared (gloo on CPU, nccl on CUDA)."""
+    """Join the process group torchrun prepared (gloo on CPU, nccl on CUDA).
+
+    On CUDA each rank takes the GPU of its local rank on this node, whatever ``device``
+    named: torchrun starts one process per GPU.
+    """
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
     backend = "nccl" if device.type == "cuda" else "gloo"
     if not dist.is_initialized():
         dist.init_process_group(backend=backend)
-    return DistributedContext(
-        rank=dist.get_rank(),
-        world_size=dist.get_world_size(),
-        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
-    )
+    return DistributedContext(rank=dist.get_rank(), world_size=dist.get_world_size(), device=device)
 
 
 def shard(ids: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
@@ -60,12 +63,6 @@ def average_gradients(parameters: Iterable[torch.nn.Parameter]) -> None:
         if parameter.grad is not None:
             dist.all_reduce(parameter.grad, op=dist.ReduceOp.SUM)
             parameter.grad /= world_size
-
-
-def broadcast_parameters(module: torch.nn.Module) -> None:
-    """Start every rank from rank 0's weights."""
-    for tensor in module.state_dict().values():
-        dist.broadcast(tensor, src=0)
 
 
 def finish_distributed() -> None:

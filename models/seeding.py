@@ -1,4 +1,9 @@
-"""Reproducible random initialisation without disturbing anyone else's random stream."""
+"""Reproducible random initialisation without disturbing anyone else's random stream.
+
+Every seeded construction in seqlab (a new model's weights, a request's seeded ``nn.RNN``, a
+training job's initial network) goes through :func:`seeded`, so the same seed gives the same
+weights in the service, in a worker process and in a Python shell.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ _GLOBAL_RNG_LOCK = threading.Lock()
 
 
 def fresh_seed() -> int:
+    """A new random seed, recorded so that the weights it gives can be rebuilt."""
     return torch.seed() % 2**53  # the range the API accepts back
 
 

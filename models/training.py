@@ -94,6 +94,12 @@ class Progress:
     def fraction(self) -> float:
         return min(1.0, self.step / self.total_steps) if self.total_steps else 1.0
 
+    @property
+    def eta_seconds(self) -> float | None:
+        """Seconds left at the rate so far; None before the first step."""
+        fraction = self.fraction
+        return self.elapsed_seconds * (1 - fraction) / fraction if fraction > 0 else None
+
 
 @dataclass(frozen=True)
 class EpochRecord:

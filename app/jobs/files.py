@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
 
-from models.tokenizer import TokenizerConfig
+import torch
+from safetensors.torch import load_file, save_file
+
 from models.vocab import Vocab
 
 IDS_FILE = "ids.safetensors"  # {"train": ids, "val": ids}
@@ -15,13 +16,32 @@ VOCAB_FILE = "vocab.json"
 CHECKPOINT_DIR = "checkpoint"  # written by the worker, moved into the registry on success
 
 
+def write_prepared(
+    job_dir: Path, train_ids: torch.Tensor, val_ids: torch.Tensor, vocab: Vocab
+) -> None:
+    """Write what a worker trains on: the two id streams and the vocabulary."""
+    job_dir.mkdir(parents=True, exist_ok=True)
+    save_file({"train": train_ids.contiguous(), "val": val_ids.contiguous()}, job_dir / IDS_FILE)
+    (job_dir / VOCAB_FILE).write_text(vocab.to_json(), encoding="utf-8")
+
+
+def is_prepared(job_dir: Path) -> bool:
+    return (job_dir / IDS_FILE).is_file()
+
+
+def read_ids(job_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training and held-out id streams."""
+    ids = load_file(job_dir / IDS_FILE)
+    return ids["train"], ids["val"]
+
+
+def read_vocab(job_dir: Path) -> Vocab:
+    return Vocab.from_dict(json.loads((job_dir / VOCAB_FILE).read_text(encoding="utf-8")))
+
+
+def checkpoint_dir(job_dir: Path) -> Path:
+    return job_dir / CHECKPOINT_DIR
+
+
 def discard(job_dir: Path) -> None:
     shutil.rmtree(job_dir, ignore_errors=True)
-
-
-def tokenizer_from_spec(spec: dict[str, Any]) -> TokenizerConfig:
-    return TokenizerConfig.from_dict(spec["tokenizer"])
-
-
-def vocab_from_dir(job_dir: Path) -> Vocab:
-    return Vocab.from_dict(json.loads((job_dir / VOCAB_FILE).read_text(encoding="utf-8")))

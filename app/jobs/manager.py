@@ -13,17 +13,26 @@ import queue
 import secrets
 import threading
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from app.errors import ConflictError, NotFoundError
-from app.jobs.files import CHECKPOINT_DIR, IDS_FILE, discard
-from app.jobs.prepare import PreparedJob
+from app.jobs import files
+from app.jobs.protocol import (
+    Cancelled,
+    Failed,
+    Finished,
+    PreparedJob,
+    TerminalEvent,
+    WorkerEvent,
+)
+from app.jobs.publishing import publish_run, run_metrics
 from app.jobs.store import JobRecord, JobStore
 from app.jobs.worker import run_job
 from app.model_index import utc_now
 from app.registry import ModelRegistry
+from models.training import EpochRecord, Progress
 
 logger = logging.getLogger("seqlab.jobs")
 CANCEL_GRACE_SECONDS = 0.5  # then the worker is killed: a cancel takes effect within a second
@@ -75,7 +84,7 @@ class JobManager:
                 if record.status == "running":
                     self._finish(record, "failed", error="interrupted: the service stopped")
                 elif record.status == "queued":
-                    if (self.job_dir(record.id) / IDS_FILE).is_file():
+                    if files.is_prepared(self.job_dir(record.id)):
                         self._queue.append(record.id)
                     else:
                         self._finish(record, "failed", error="its prepared data is missing")
@@ -131,25 +140,27 @@ class JobManager:
             )
 
     # -- writing --------------------------------------------------------------------------
-    def submit(self, job_id: str, prepared: PreparedJob) -> JobRecord:
+    def submit(self, prepared: PreparedJob) -> JobRecord:
+        """Queue a prepared job (its directory written under :meth:`job_dir`)."""
         spec = prepared.spec
+        job_id = spec.job_id
         with self._lock:
-            if spec["create"] and self.creating(spec["model"]):
-                discard(self.job_dir(job_id))
+            if spec.create and self.creating(spec.model):
+                files.discard(self.job_dir(job_id))
                 raise ConflictError(
-                    f"another job is already creating model {spec['model']!r}", model=spec["model"]
+                    f"another job is already creating model {spec.model!r}", model=spec.model
                 )
             record = JobRecord(
                 id=job_id,
-                model=spec["model"],
+                model=spec.model,
                 status="queued",
-                create_model=spec["create"],
+                create_model=spec.create,
                 settings=prepared.settings,
                 data=prepared.data,
                 spec=spec,
                 created_at=utc_now(),
-                base_version=prepared.base_version,
-                progress={"epochs": spec["training"]["epochs"]},
+                base_version=spec.base_version,
+                progress={"epochs": spec.training.epochs},
             )
             self._jobs[job_id] = record
             self.store.save(record)
@@ -206,7 +217,7 @@ class JobManager:
 
     def _watch(self, job_id: str) -> None:
         running = self._running[job_id]
-        terminal: dict[str, Any] | None = None
+        terminal: TerminalEvent | None = None
         while terminal is None:
             try:
                 event = running.events.get(timeout=0.2)
@@ -218,40 +229,49 @@ class JobManager:
                         break
                 else:
                     continue
-            if event["type"] in ("finished", "failed", "cancelled"):
+            if isinstance(event, Finished | Failed | Cancelled):
                 terminal = event
             else:
                 self._apply(job_id, event)
         running.process.join(5)
         self._conclude(job_id, running, terminal)
 
-    def _apply(self, job_id: str, event: dict[str, Any]) -> None:
+    def _apply(self, job_id: str, event: WorkerEvent) -> None:
         with self._lock:
             record = self._jobs[job_id]
-            if event["type"] == "progress":
-                elapsed = event["elapsed_seconds"]
-                fraction = event["fraction"]
-                eta = elapsed * (1 - fraction) / fraction if fraction > 0 else None
+            history = record.metrics.setdefault("history", {"epochs": [], "steps": []})
+            if isinstance(event, Progress):
                 record.progress = {
-                    key: event[key] for key in ("epoch", "epochs", "step", "total_steps", "loss")
-                } | {"fraction": fraction, "elapsed_seconds": elapsed, "eta_seconds": eta}
-                history = record.metrics.setdefault("history", {"epochs": [], "steps": []})
+                    "epoch": event.epoch,
+                    "epochs": event.epochs,
+                    "step": event.step,
+                    "total_steps": event.total_steps,
+                    "loss": event.loss,
+                    "fraction": event.fraction,
+                    "elapsed_seconds": event.elapsed_seconds,
+                    "eta_seconds": event.eta_seconds,
+                }
                 history["steps"].append(
-                    {k: event[k] for k in ("step", "epoch", "loss", "lr", "tokens_per_second")}
+                    {
+                        "step": event.step,
+                        "epoch": event.epoch,
+                        "loss": event.loss,
+                        "lr": event.lr,
+                        "tokens_per_second": event.tokens_per_second,
+                    }
                 )
-                record.metrics["train_loss"] = event["loss"]
-                record.metrics["tokens_per_second"] = event["tokens_per_second"]
-            elif event["type"] == "epoch":
-                history = record.metrics.setdefault("history", {"epochs": [], "steps": []})
-                history["epochs"].append({k: v for k, v in event.items() if k != "type"})
-                record.metrics["val_loss"] = event["val_loss"]
-                record.metrics["val_perplexity"] = event["val_perplexity"]
+                record.metrics["train_loss"] = event.loss
+                record.metrics["tokens_per_second"] = event.tokens_per_second
+            elif isinstance(event, EpochRecord):
+                history["epochs"].append(asdict(event))
+                record.metrics["val_loss"] = event.val_loss
+                record.metrics["val_perplexity"] = event.val_perplexity
             self._touch(record)
 
-    def _conclude(self, job_id: str, running: _Running, terminal: dict[str, Any] | None) -> None:
+    def _conclude(self, job_id: str, running: _Running, terminal: TerminalEvent | None) -> None:
         record = self._jobs[job_id]
         try:
-            if self._closed and (terminal is None or terminal["type"] != "finished"):
+            if self._closed and not isinstance(terminal, Finished):
                 self._finish(record, "failed", error="interrupted: the service stopped")
             elif terminal is None:
                 code = running.process.exitcode
@@ -262,39 +282,34 @@ class JobManager:
                         f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
                     )
                     self._finish(record, "failed", error=f"the worker process died ({how})")
-            elif terminal["type"] == "cancelled":
+            elif isinstance(terminal, Cancelled):
                 self._finish(record, "cancelled")
-            elif terminal["type"] == "failed":
-                logger.error("job %s failed: %s", job_id, terminal.get("traceback"))
-                self._finish(record, "failed", error=terminal["error"])
+            elif isinstance(terminal, Failed):
+                logger.error("job %s failed: %s", job_id, terminal.traceback)
+                self._finish(record, "failed", error=terminal.error)
             else:
-                self._publish(record, terminal["result"])
+                self._publish(record, terminal)
         finally:
             with self._lock:
                 self._running.pop(job_id, None)
-                discard(self.job_dir(job_id))
+                files.discard(self.job_dir(job_id))
                 self._schedule()
 
-    def _publish(self, record: JobRecord, result: dict[str, Any]) -> None:
-        metrics = {
-            key: result[key]
-            for key in ("train_loss", "val_loss", "val_perplexity", "tokens_per_second")
-        }
-        metrics["stop_reason"] = result["stop_reason"]
-        metrics["unigram_perplexity"] = record.data.get("unigram_perplexity")
+    def _publish(self, record: JobRecord, finished: Finished) -> None:
         try:
-            loaded = self.registry.publish_directory(
-                record.model,
-                self.job_dir(record.id) / CHECKPOINT_DIR,
-                create=record.create_model,
-                metrics={**metrics, "job_id": record.id},
-                source={"kind": "train", "job_id": record.id, "base_version": record.base_version},
+            loaded = publish_run(
+                self.registry,
+                record.spec,
+                finished.result,
+                record.data,
+                kind="train",
+                job_id=record.id,
             )
         except Exception as error:  # the model was deleted or its name taken meanwhile
             self._finish(record, "failed", error=f"publishing failed: {error}")
             return
         with self._lock:
-            record.metrics.update(metrics)
+            record.metrics.update(run_metrics(finished.result, record.data))
             record.version = loaded.version
         self._finish(record, "succeeded")
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from app.database import open_database
+from app.jobs.protocol import DataSummary, JobSpec
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -32,7 +33,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_by_model ON jobs (model, created_at);
 """
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
-_JSON_COLUMNS = ("settings", "data", "spec", "progress", "metrics")
+_JSON_COLUMNS = ("settings", "progress", "metrics")
 
 
 @dataclass
@@ -44,8 +45,8 @@ class JobRecord:
     status: str
     create_model: bool
     settings: dict[str, Any]
-    data: dict[str, Any]
-    spec: dict[str, Any]
+    data: DataSummary
+    spec: JobSpec
     created_at: str
     base_version: int | None = None
     version: int | None = None
@@ -79,6 +80,8 @@ class JobStore:
             data = dict(row)
             for column in _JSON_COLUMNS:
                 data[column] = json.loads(data[column])
+            data["data"] = DataSummary.from_dict(json.loads(data["data"]))
+            data["spec"] = JobSpec.from_dict(json.loads(data["spec"]))
             data["create_model"] = bool(data["create_model"])
             records.append(JobRecord(**data))
         return records
@@ -96,6 +99,8 @@ class JobStore:
             "created_at": record.created_at,
             "started_at": record.started_at,
             "finished_at": record.finished_at,
+            "data": json.dumps(record.data.to_dict(), ensure_ascii=False),
+            "spec": json.dumps(record.spec.to_dict(), ensure_ascii=False),
         }
         for column in _JSON_COLUMNS:
             values[column] = json.dumps(getattr(record, column), ensure_ascii=False)

@@ -9,20 +9,19 @@ from __future__ import annotations
 import ctypes
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 
-from app.jobs.files import CHECKPOINT_DIR, IDS_FILE, tokenizer_from_spec, vocab_from_dir
+from app.jobs import files
+from app.jobs.protocol import Cancelled, Failed, Finished, JobSpec, Started, WorkerEvent
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.device import resolve_device
-from models.lm import LanguageModelConfig, RNNLanguageModel
-from models.training import EpochRecord, Progress, TrainingConfig, TrainingResult, fit
+from models.lm import RNNLanguageModel
+from models.seeding import seeded
+from models.training import TrainingResult, fit
 
-Emit = Callable[[dict[str, Any]], None]
+Emit = Callable[[WorkerEvent], None]
 _M_TRIM_THRESHOLD = -1  # glibc's mallopt parameters (malloc.h)
 _M_MMAP_MAX = -4
 
@@ -44,21 +43,21 @@ def keep_freed_memory() -> None:
         pass
 
 
-def build_model(spec: dict[str, Any]) -> RNNLanguageModel:
+def build_model(spec: JobSpec) -> RNNLanguageModel:
     """A fresh seeded network (new model) or the base version's weights (existing model)."""
-    config = LanguageModelConfig.from_dict(spec["model_config"])
-    if spec["create"]:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(spec["model_seed"])
-            return RNNLanguageModel(config)
-    base = load_checkpoint(spec["base_path"]).model
-    model = RNNLanguageModel(config)  # the same architecture, maybe another dropout
+    if spec.create:
+        assert spec.model_seed is not None  # recorded by preparation for every new model
+        with seeded(spec.model_seed):
+            return RNNLanguageModel(spec.model_config)
+    assert spec.base_path is not None
+    base = load_checkpoint(spec.base_path).model
+    model = RNNLanguageModel(spec.model_config)  # the same architecture, maybe another dropout
     model.load_state_dict(base.state_dict())
     return model
 
 
 def train(
-    spec: dict[str, Any],
+    spec: JobSpec,
     emit: Emit,
     should_stop: Callable[[], bool],
     device: torch.device,
@@ -66,60 +65,46 @@ def train(
     shard: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[RNNLanguageModel, TrainingResult]:
     """Train as the spec says; ``shard`` narrows the stream for data-parallel ranks."""
-    job_dir = Path(spec["job_dir"])
-    ids = load_file(job_dir / IDS_FILE)
-    train_ids = ids["train"] if shard is None else shard(ids["train"])
+    train_ids, val_ids = files.read_ids(spec.job_dir)
+    if shard is not None:
+        train_ids = shard(train_ids)
     model = build_model(spec).to(device)
-    config = TrainingConfig(**spec["training"])
-
-    def on_progress(progress: Progress) -> None:
-        emit({"type": "progress", **asdict(progress), "fraction": progress.fraction})
-
-    def on_epoch(record: EpochRecord) -> None:
-        emit({"type": "epoch", **asdict(record)})
-
     result = fit(
         model,
         train_ids,
-        ids["val"] if len(ids["val"]) else None,
-        config,
-        on_progress=on_progress,
-        on_epoch=on_epoch,
+        val_ids if len(val_ids) else None,
+        spec.training,
+        on_progress=emit,
+        on_epoch=emit,
         should_stop=should_stop,
         after_backward=after_backward,
     )
     return model, result
 
 
-def save_result(spec: dict[str, Any], model: RNNLanguageModel) -> Path:
-    job_dir = Path(spec["job_dir"])
-    return save_checkpoint(
-        job_dir / CHECKPOINT_DIR,
+def save_result(spec: JobSpec, model: RNNLanguageModel) -> None:
+    """Write the trained network where publishing will take it from."""
+    save_checkpoint(
+        files.checkpoint_dir(spec.job_dir),
         model.cpu(),
-        vocab_from_dir(job_dir),
-        tokenizer_from_spec(spec),
-        {"job_id": spec["job_id"]},
+        files.read_vocab(spec.job_dir),
+        spec.tokenizer,
+        {"job_id": spec.job_id},
     )
 
 
-def run_job(spec: dict[str, Any], events: Any, cancel: Any, device: str, threads: int) -> None:
+def run_job(spec: JobSpec, events: Any, cancel: Any, device: str, threads: int) -> None:
     """Entry point of the worker process (spawned: no state inherited from the service)."""
     try:
         keep_freed_memory()
         if threads > 0:
             torch.set_num_threads(threads)
-        events.put({"type": "started"})
+        events.put(Started())
         model, result = train(spec, events.put, cancel.is_set, resolve_device(device))
         if result.stop_reason == "stopped":
-            events.put({"type": "cancelled"})
+            events.put(Cancelled())
             return
         save_result(spec, model)
-        events.put({"type": "finished", "result": result.to_dict()})
+        events.put(Finished(result))
     except BaseException as error:  # reported, never raised: the parent decides what it means
-        events.put(
-            {
-                "type": "failed",
-                "error": f"{type(error).__name__}: {error}",
-                "traceback": traceback.format_exc(limit=8),
-            }
-        )
+        events.put(Failed(f"{type(error).__name__}: {error}", traceback.format_exc(limit=8)))

@@ -16,10 +16,10 @@ from app.schemas.registry import (
     VocabPage,
 )
 from app.schemas.tokenize import TokenizerSettings
-from app.services.seeding import fresh_seed, seeded
 from app.settings import Limits
 from app.tokenizers import TokenizerCache
 from models.lm import LanguageModelConfig, RNNLanguageModel
+from models.seeding import fresh_seed, seeded
 from models.vocab import Vocab
 
 

@@ -12,10 +12,10 @@ from app.errors import InvalidInputError
 from app.limits import check_limit, check_texts
 from app.registry import LoadedModel, ModelRegistry
 from app.schemas.rnn import RNNForwardRequest, RNNForwardResponse, RNNSpec
-from app.services.seeding import fresh_seed, seeded
 from app.services.tensors import tensor_from_json, tensor_to_json
 from app.services.text import encode_texts
 from app.settings import Limits
+from models.seeding import fresh_seed, seeded
 
 _LAYERS: OrderedDict[tuple[object, ...], nn.RNNBase] = OrderedDict()
 _LAYERS_LOCK = threading.Lock()

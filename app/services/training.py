@@ -1,43 +1,162 @@
-"""``/train`` and ``/corpora``: submitting jobs and describing them."""
+"""``/train``: checking a training request, preparing its data, queueing it as a job.
+
+Preparation happens here, in the service (a thread), so an impossible request is a 422 at
+once, not a failed job later: the text is segmented with the model's tokenizer, the
+vocabulary is built (new model) or applied (existing model, OOV rate reported), the id stream
+is split and written to the job's directory, and the hyperparameters are checked against its
+length. Running the job is :mod:`app.jobs`' part.
+"""
 
 from __future__ import annotations
 
-from app.corpora import Corpus
-from app.errors import ConflictError
-from app.jobs.files import discard
-from app.jobs.prepare import prepare_job, read_lines
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from app.corpora import CorpusStore, read_lines
+from app.errors import ConflictError, InvalidInputError, located
+from app.jobs import files
+from app.jobs.manager import JobManager
+from app.jobs.protocol import DataSummary, JobSpec, PreparedJob
 from app.jobs.store import JobRecord
 from app.limits import check_limit
-from app.schemas.training import (
-    CorpusInfo,
-    JobInfo,
-    JobMetrics,
-    JobProgress,
-    TrainRequest,
-)
-from app.state import ServiceState
+from app.registry import ModelRegistry
+from app.schemas.training import JobInfo, JobMetrics, JobProgress, TrainRequest
+from app.services.registry import build_from_texts
+from app.settings import Limits
+from app.tokenizers import TokenizerCache
+from models.errors import ConfigError
+from models.seeding import fresh_seed
+from models.training import TrainingConfig, check_trainable, split_ids, unigram_perplexity
 
 
-def submit(request: TrainRequest, state: ServiceState) -> JobRecord:
+def training_config(request: TrainRequest) -> TrainingConfig:
+    return TrainingConfig(
+        seq_len=request.seq_len,
+        batch_size=request.batch_size,
+        epochs=request.epochs,
+        lr=request.lr,
+        optimizer=request.optimizer,
+        weight_decay=request.weight_decay,
+        clip=request.clip,
+        batching=request.batching,
+        stride=request.stride,
+        seed=request.seed,
+        patience=request.patience,
+        max_steps=request.max_steps,
+        max_seconds=request.max_seconds,
+        log_every=request.log_every,
+    )
+
+
+def prepare_job(
+    job_id: str,
+    request: TrainRequest,
+    lines: list[str],
+    registry: ModelRegistry,
+    tokenizers: TokenizerCache,
+    limits: Limits,
+    job_dir: Path,
+) -> PreparedJob:
+    """Segment, encode, split and write the data; raise a 4xx error for an impossible request."""
+    with located("body"):
+        config = training_config(request)  # ConfigError → 422 naming the field
+    base_version = None
+    base_path = None
+    if request.create is not None:
+        if request.model in registry.names():
+            raise ConflictError(f"model {request.model!r} already exists", model=request.model)
+        create = request.create
+        per_line, vocab, model_config = build_from_texts(
+            create, lines, tokenizers, limits, location="body.create"
+        )
+        tokens = [token for line_tokens in per_line for token in line_tokens]
+        tokenizer_config = create.tokenizer.to_config()
+        # Recorded, so the initial weights of every job can be reproduced.
+        model_seed = create.seed if create.seed is not None else fresh_seed()
+    else:
+        loaded = registry.get(request.model)
+        base_version = loaded.version
+        base_path = registry.path(request.model, base_version)
+        tokenizer_config = loaded.tokenizer_config
+        tokens = [token for line in lines for token in loaded.tokenizer.tokenize(line)]
+        vocab = loaded.vocab
+        model_config = loaded.config
+        model_seed = None
+    if request.dropout is not None:
+        with located("body"):
+            model_config = replace(model_config, dropout=request.dropout)
+    if not tokens:
+        raise InvalidInputError(
+            "the training text has no tokens once segmented", field="body.texts"
+        )
+    oov, total = vocab.count_oov(tokens)
+    with located("body.texts" if request.texts is not None else "body.corpus_id"):
+        ids = torch.tensor(vocab.encode(tokens), dtype=torch.long)  # no <unk>: UnknownTokenError
+    val_fraction = request.val_fraction
+    train_ids, val_ids = split_ids(ids, val_fraction)
+    if val_fraction > 0 and len(val_ids) < 2:
+        raise ConfigError(
+            f"val_fraction {val_fraction} of {len(ids)} tokens leaves under 2 held-out tokens",
+            field="val_fraction",
+        )
+    with located("body"):
+        check_trainable(len(train_ids), config)
+    data = DataSummary(
+        tokens=len(ids),
+        train_tokens=len(train_ids),
+        val_tokens=len(val_ids),
+        vocab_size=len(vocab),
+        oov_tokens=oov,
+        oov_rate=oov / total,
+        unigram_perplexity=(
+            unigram_perplexity(train_ids, val_ids, len(vocab)) if len(val_ids) else None
+        ),
+    )
+    files.write_prepared(job_dir, train_ids, val_ids, vocab)
+    spec = JobSpec(
+        job_id=job_id,
+        model=request.model,
+        create=request.create is not None,
+        model_config=model_config,
+        model_seed=model_seed,
+        base_version=base_version,
+        base_path=base_path,
+        tokenizer=tokenizer_config,
+        training=config,
+        job_dir=job_dir,
+    )
+    settings = request.model_dump(exclude={"texts", "create", "wait"})
+    if request.create is not None:
+        settings["create"] = request.create.model_dump()
+    return PreparedJob(spec=spec, data=data, settings=settings)
+
+
+def submit(
+    request: TrainRequest,
+    jobs: JobManager,
+    registry: ModelRegistry,
+    tokenizers: TokenizerCache,
+    corpora: CorpusStore,
+    limits: Limits,
+) -> JobRecord:
     """Check and prepare the data (422/404/409 at once), then queue the job."""
-    limits = state.settings.limits
     if request.texts is not None:
         check_limit(limits, "max_training_chars", sum(len(text) for text in request.texts))
         lines = [text for text in request.texts if text.strip()]
     else:
-        lines = read_lines(state.corpora.read_text(request.corpus_id or ""))
-    if request.create is not None and state.jobs.creating(request.model):
+        lines = read_lines(corpora.read_text(request.corpus_id or ""))
+    if request.create is not None and jobs.creating(request.model):
         raise ConflictError(f"another job is already creating model {request.model!r}")
-    job_id = state.jobs.new_job_id()
-    job_dir = state.jobs.job_dir(job_id)
+    job_id = jobs.new_job_id()
+    job_dir = jobs.job_dir(job_id)
     try:
-        prepared = prepare_job(
-            job_id, request, lines, state.registry, state.tokenizers, limits, job_dir
-        )
+        prepared = prepare_job(job_id, request, lines, registry, tokenizers, limits, job_dir)
     except BaseException:
-        discard(job_dir)
+        files.discard(job_dir)
         raise
-    return state.jobs.submit(job_id, prepared)
+    return jobs.submit(prepared)
 
 
 def job_info(record: JobRecord) -> JobInfo:
@@ -50,7 +169,7 @@ def job_info(record: JobRecord) -> JobInfo:
         base_version=record.base_version,
         progress=JobProgress(**record.progress),
         metrics=JobMetrics(**record.metrics),
-        data=record.data,
+        data=record.data.to_dict(),
         settings=record.settings,
         error=record.error,
         worker_pid=record.worker_pid,
@@ -62,15 +181,4 @@ def job_info(record: JobRecord) -> JobInfo:
             "events": f"/train/{record.id}/events",
             "model": f"/models/{record.model}",
         },
-    )
-
-
-def corpus_info(corpus: Corpus) -> CorpusInfo:
-    return CorpusInfo(
-        corpus_id=corpus.id,
-        filename=corpus.filename,
-        bytes=corpus.bytes,
-        lines=corpus.lines,
-        chars=corpus.chars,
-        created_at=corpus.created_at,
     )
