@@ -1,11 +1,14 @@
 """Helpers shared by the benchmark scripts (``bench.tokenizer``, ``bench.training``,
-``bench.http`` and ``bench.train_http``).
+``bench.http`` and ``bench.train_http``; the uvicorn harness is ``bench.servers``).
 
-* CPU accounting: the machine's busy CPU seconds (``/proc/stat``), a process's own
-  (``/proc/PID/stat``), and the share of the CPUs that *other* processes took meanwhile, with
-  the warning every script prints when that share passes ``CONTENTION_WARNING``;
+* CPU accounting: the machine's busy CPU seconds (``/proc/stat``); this process's CPU seconds,
+  with or without its waited-for children's (``getrusage``); another process's, with its
+  waited-for children's, system seconds and page faults (``/proc/PID/stat``); a sample of a
+  moment, the share of the CPUs that *other* processes took between two samples, and the
+  warning every script prints when that share passes ``CONTENTION_WARNING``;
 * the description of the machine and of the software measured;
-* the command line: ``--data-dir`` and the "at least 1" checks, and the corpus file check;
+* the command line: the parser of each script, ``--data-dir`` and the "at least 1" checks,
+  and the corpus file check;
 * the report: fixed-width tables, the alternating order of the contenders in each round and
   the run-to-run spread.
 
@@ -47,6 +50,23 @@ class CpuSample:
     minor_page_faults: int
 
 
+@dataclass(frozen=True)
+class ProcessUsage:
+    """Another process's CPU usage (``/proc/PID/stat``): its own CPU seconds (all its
+    threads), and the CPU seconds, system CPU seconds and minor page faults of the children
+    it has waited for (for the service: the job workers it has joined)."""
+
+    cpu_seconds: float
+    children_cpu_seconds: float
+    children_system_seconds: float
+    children_minor_page_faults: int
+
+    @property
+    def tree_cpu_seconds(self) -> float:
+        """Its own CPU seconds and its waited-for children's."""
+        return self.cpu_seconds + self.children_cpu_seconds
+
+
 def machine_busy_seconds() -> float | None:
     """CPU seconds all cores have spent busy since boot (``/proc/stat``: all but idle and
     iowait); None where that file cannot be read (not Linux)."""
@@ -60,15 +80,65 @@ def machine_busy_seconds() -> float | None:
     return (sum(fields) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def sample_cpu() -> CpuSample:
+def own_cpu_seconds(include_children: bool = False) -> float:
+    """User + system CPU seconds of this process, and with ``include_children`` those of its
+    children that have been waited for (``wrk``, run by ``subprocess.run``)."""
+    seconds = time.process_time()
+    if include_children:
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        seconds += children.ru_utime + children.ru_stime
+    return seconds
+
+
+def process_stat_fields(process_id: int) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command name, so that field ``n`` of proc(5)
+    is at index ``n - 3`` (state first); None where the process or the file is missing."""
+    try:
+        return Path(f"/proc/{process_id}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def process_usage(process_id: int) -> ProcessUsage | None:
+    """The CPU usage of process ``process_id`` and of its waited-for children, from
+    ``/proc/PID/stat``; None where that process or file is missing."""
+    fields = process_stat_fields(process_id)
+    if fields is None:
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    # proc(5): cminflt is field 11; utime, stime, cutime, cstime fields 14 to 17.
+    return ProcessUsage(
+        cpu_seconds=(int(fields[11]) + int(fields[12])) / ticks,
+        children_cpu_seconds=(int(fields[13]) + int(fields[14])) / ticks,
+        children_system_seconds=int(fields[14]) / ticks,
+        children_minor_page_faults=int(fields[8]),
+    )
+
+
+def usage_between(before: ProcessUsage | None, after: ProcessUsage | None) -> ProcessUsage | None:
+    """What a process used from one reading to the next; None where either is missing."""
+    if before is None or after is None:
+        return None
+    return ProcessUsage(
+        cpu_seconds=after.cpu_seconds - before.cpu_seconds,
+        children_cpu_seconds=after.children_cpu_seconds - before.children_cpu_seconds,
+        children_system_seconds=after.children_system_seconds - before.children_system_seconds,
+        children_minor_page_faults=(
+            after.children_minor_page_faults - before.children_minor_page_faults
+        ),
+    )
+
+
+def sample_cpu(include_children: bool = False) -> CpuSample:
     """The wall clock, the machine's busy CPU seconds (None where ``/proc/stat`` is missing),
-    and this process's CPU seconds, system CPU seconds and minor page faults."""
+    and this process's CPU seconds (with ``include_children``, its waited-for children's
+    too), system CPU seconds and minor page faults."""
     machine_busy = machine_busy_seconds()
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return CpuSample(
         wall=time.perf_counter(),
         machine_busy=machine_busy,
-        own=time.process_time(),
+        own=own_cpu_seconds(include_children),
         own_system=usage.ru_stime,
         minor_page_faults=usage.ru_minflt,
     )
@@ -88,22 +158,18 @@ def unaccounted_cpu_share(
     return max(0.0, (busy_seconds - accounted_seconds) / capacity)
 
 
-def others_cpu_share(before: CpuSample, after: CpuSample) -> float | None:
-    """Share of all cores that *other* processes kept busy between two samples."""
+def others_cpu_share(
+    before: CpuSample, after: CpuSample, also_accounted_seconds: float = 0.0
+) -> float | None:
+    """Share of all cores that *other* processes kept busy between two samples: all but this
+    process and ``also_accounted_seconds`` (a measured server's, say)."""
     if before.machine_busy is None or after.machine_busy is None:
         return None
     return unaccounted_cpu_share(
-        after.machine_busy - before.machine_busy, after.own - before.own, after.wall - before.wall
+        after.machine_busy - before.machine_busy,
+        (after.own - before.own) + also_accounted_seconds,
+        after.wall - before.wall,
     )
-
-
-def process_stat_fields(process_id: int) -> list[str] | None:
-    """The fields of ``/proc/PID/stat`` after the command name, so that field ``n`` of proc(5)
-    is at index ``n - 3`` (state first); None where the process or the file is missing."""
-    try:
-        return Path(f"/proc/{process_id}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
 
 
 def format_share(share: float | None) -> str:
@@ -144,6 +210,13 @@ def machine_description(packages: Iterable[str]) -> str:
 
 
 # --- the command line and the data ---------------------------------------------------------
+
+
+def benchmark_parser(module: str, docstring: str | None) -> argparse.ArgumentParser:
+    """The parser of ``python -m MODULE``, described by the first line of its docstring."""
+    return argparse.ArgumentParser(
+        prog=f"python -m {module}", description=(docstring or "").partition("\n")[0]
+    )
 
 
 def add_data_dir_argument(parser: argparse.ArgumentParser, holding: str) -> None:

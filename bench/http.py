@@ -36,46 +36,39 @@ import argparse
 import json
 import os
 import re
-import resource
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from bench.common import (
-    REPOSITORY_ROOT,
+    benchmark_parser,
     format_share,
     format_table,
-    machine_busy_seconds,
     machine_description,
-    process_stat_fields,
+    others_cpu_share,
+    process_usage,
     require_at_least_one,
     round_order,
+    sample_cpu,
     spread,
-    unaccounted_cpu_share,
+    usage_between,
     warn_if_contended,
 )
+from bench.servers import SOFTWARE, Server, post, start_server, stop_server
 
 LUA_SCRIPT = Path(__file__).resolve().parent / "wrk_post.lua"
-HOST = "127.0.0.1"
 SERVER_CPU = "0"
 CLIENT_CPU = "1"
 WARMUP_SECONDS = 2
-READY_TIMEOUT_SECONDS = 120
 GOAL_RATIO = 0.7
 SEQLAB = "seqlab"
 BARE = "bare"
 SERVERS = (SEQLAB, BARE)
-# The packages whose versions the first line of the report names.
-SOFTWARE = ("fastapi", "starlette", "uvicorn", "pydantic", "torch")
 TEXT = "我爱学习自然语言处理"
 RNN_INPUT = [
     [[0.1, 0.2, 0.3, 0.4], [0.5, 0.6, 0.7, 0.8]],
@@ -130,135 +123,7 @@ class Result:
         return self.requests / self.seconds
 
 
-@dataclass
-class Server:
-    name: str
-    process: subprocess.Popen
-    port: int
-    log_path: Path
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-
-# --- machine and CPU accounting ------------------------------------------------------------
-
-
-def process_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of a process and its threads (``/proc/PID/stat``)."""
-    fields = process_stat_fields(pid)
-    if fields is None:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def own_and_children_cpu_seconds() -> float:
-    """CPU seconds of this process and of its children that have been waited for (wrk)."""
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
-# --- servers -------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def clean_environment(extra: dict[str, str]) -> dict[str, str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("SEQLAB_")}
-    return environment | extra
-
-
-def start_server(
-    name: str,
-    factory: str,
-    extra_env: dict[str, str],
-    log_dir: Path,
-    cpus: str | None = SERVER_CPU,
-) -> Server:
-    """uvicorn in its own process group, pinned to ``cpus`` (``None``: not pinned)."""
-    port = free_port()
-    log_path = log_dir / f"{name}.log"
-    pinning = ["taskset", "-c", cpus] if cpus is not None else []
-    command = [
-        *pinning,
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--factory",
-        factory,
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command,
-            cwd=REPOSITORY_ROOT,
-            env=clean_environment(extra_env),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group, stopped as a whole
-        )
-    server = Server(name, process, port, log_path)
-    wait_ready(server)
-    return server
-
-
-def wait_ready(server: Server) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            sys.exit(
-                f"error: {server.name} exited ({server.process.returncode}):\n"
-                + server.log_path.read_text(errors="replace")[-3000:]
-            )
-        try:
-            with urllib.request.urlopen(f"{server.url}/ready", timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.2)
-    stop_server(server)
-    sys.exit(f"error: {server.name} was not ready within {READY_TIMEOUT_SECONDS} s")
-
-
-def stop_server(server: Server) -> None:
-    if server.process.poll() is not None:
-        return
-    try:
-        os.killpg(server.process.pid, signal.SIGTERM)
-        server.process.wait(10)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.process.pid, signal.SIGKILL)
-        server.process.wait(10)
-    except ProcessLookupError:
-        pass
-
-
-def post(
-    url: str, body: bytes, content_type: str = "application/json", timeout: float = 30
-) -> tuple[int, dict[str, str], bytes]:
-    request = urllib.request.Request(
-        url, data=body, headers={"Content-Type": content_type}, method="POST"
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:
-            return answer.status, {k.lower(): v for k, v in answer.headers.items()}, answer.read()
-    except urllib.error.HTTPError as error:
-        return error.code, {k.lower(): v for k, v in error.headers.items()}, error.read()
+# --- the canned answers --------------------------------------------------------------------
 
 
 def record_answers(seqlab: Server) -> dict[str, dict]:
@@ -304,15 +169,11 @@ def run_wrk(
         server.url + endpoint.path,
     ]
     environment = os.environ | {"WRK_BODY": endpoint.body_bytes.decode("utf-8")}
-    busy_before = machine_busy_seconds()
-    server_before = process_cpu_seconds(server.process.pid)
-    own_before = own_and_children_cpu_seconds()
-    started = time.perf_counter()
+    before = sample_cpu(include_children=True)  # wrk: a child, waited for by subprocess.run
+    server_before = process_usage(server.process.pid)
     finished = subprocess.run(command, env=environment, capture_output=True, text=True)
-    wall = time.perf_counter() - started
-    busy_after = machine_busy_seconds()
-    server_after = process_cpu_seconds(server.process.pid)
-    own_after = own_and_children_cpu_seconds()
+    after = sample_cpu(include_children=True)
+    server_used = usage_between(server_before, process_usage(server.process.pid))
     match = re.search(r"^WRK_JSON (\{.*\})$", finished.stdout, re.MULTILINE)
     if finished.returncode != 0 or match is None:
         sys.exit(
@@ -324,15 +185,10 @@ def run_wrk(
         for key in ("connect_errors", "read_errors", "write_errors", "status_errors", "timeouts")
     )
     server_share = others_share = None
-    if server_before is not None and server_after is not None:
-        server_share = (server_after - server_before) / wall
-        if busy_before is not None and busy_after is not None:
-            # Everything but the server, wrk (a waited-for child) and this process.
-            others_share = unaccounted_cpu_share(
-                busy_after - busy_before,
-                (server_after - server_before) + (own_after - own_before),
-                wall,
-            )
+    if server_used is not None:
+        server_share = server_used.cpu_seconds / (after.wall - before.wall)
+        # Everything but the server, wrk (a waited-for child) and this process.
+        others_share = others_cpu_share(before, after, server_used.cpu_seconds)
     return Result(
         server=server.name,
         path=endpoint.path,
@@ -396,9 +252,7 @@ def results_table(results: list[Result], sizes: dict[str, int]) -> str:
 
 
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.http", description=__doc__.splitlines()[0]
-    )
+    parser = benchmark_parser("bench.http", __doc__)
     parser.add_argument("--duration", type=float, default=10, help="seconds of each wrk run")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per endpoint")
@@ -430,6 +284,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 "app.main:create_app",
                 {"SEQLAB_DATA_DIR": str(directory / "data"), "SEQLAB_LOG_LEVEL": "warning"},
                 directory,
+                cpus=SERVER_CPU,
             )
             servers.append(seqlab)
             canned = record_answers(seqlab)
@@ -440,6 +295,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 "bench.bare_app:create_app",
                 {"BENCH_BARE_RESPONSES": str(canned_path)},
                 directory,
+                cpus=SERVER_CPU,
             )
             servers.append(bare)
             check_bare_answers(bare, canned)

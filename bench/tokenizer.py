@@ -34,6 +34,7 @@ import jieba
 
 from bench.common import (
     add_data_dir_argument,
+    benchmark_parser,
     format_share,
     format_table,
     others_cpu_share,
@@ -68,9 +69,7 @@ class Measurement:
 
 
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.tokenizer", description=__doc__.splitlines()[0]
-    )
+    parser = benchmark_parser("bench.tokenizer", __doc__)
     add_data_dir_argument(parser, holding="zh-classics/hongloumeng.txt")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per variant")
     arguments = parser.parse_args(argv)

@@ -20,7 +20,7 @@ bptt 35 (700 targets per step), Adam lr 1e-3, gradient-norm clip 0.25, seed 0, f
   segmentation and encoding of the corpus, worker start-up, evaluation of the held-out tail,
   writing and publishing the checkpoint). The goal is ≥ 1.0× the reference loop.
 
-The in-process contenders get exactly the data ``/train`` prepares (``app/jobs/prepare.py``):
+The in-process contenders get exactly the data ``/train`` prepares (``app/services/training.py``):
 the non-blank lines of the file (``read_lines``), each split on whitespace by the seqlab
 tokenizer, a first-seen vocabulary without specials, the ids split by ``split_ids`` with the
 same ``val_fraction``; the script checks that the job reports the same token counts and
@@ -61,7 +61,6 @@ import argparse
 import copy
 import json
 import math
-import os
 import sys
 import tempfile
 import time
@@ -72,23 +71,24 @@ from pathlib import Path
 
 import torch
 
-from app.jobs.prepare import read_lines
+from app.corpora import read_lines
 from app.jobs.worker import keep_freed_memory
 from bench.common import (
     add_data_dir_argument,
+    benchmark_parser,
     format_share,
-    format_table,
-    machine_busy_seconds,
     machine_description,
-    process_stat_fields,
+    others_cpu_share,
+    process_usage,
     require_at_least_one,
     require_corpus,
     round_order,
+    sample_cpu,
     spread,
-    unaccounted_cpu_share,
+    usage_between,
     warn_if_contended,
 )
-from bench.http import SOFTWARE, Server, post, start_server, stop_server
+from bench.servers import SOFTWARE, Server, post, start_server, stop_server
 from bench.training import (
     BATCH_SIZE,
     BPTT,
@@ -101,6 +101,7 @@ from bench.training import (
     WARMUP_STEPS,
     Run,
     best_runs,
+    contenders_table,
     round_seconds,
     timed_run,
     train_reference,
@@ -156,8 +157,22 @@ class HttpRun:
     def train_seconds(self) -> float:
         return self.target_tokens / self.tokens_per_second
 
+    @property
+    def name(self) -> str:
+        return TRAIN
 
-# --- data and model, as app/jobs/prepare.py and app/jobs/worker.py make them --------------
+    @property
+    def seconds(self) -> float:
+        """The table's ``wall s``: from the POST to the finished answer."""
+        return self.wall_seconds
+
+    @property
+    def reported_tokens_per_second(self) -> float:
+        """The job's rate is fit's own, measured in the worker."""
+        return self.tokens_per_second
+
+
+# --- data and model, as app/services/training.py and app/jobs/worker.py make them --------------
 
 
 def load_corpus(data_dir: Path, val_fraction: float) -> Corpus:
@@ -190,33 +205,6 @@ def make_initial(vocab_size: int) -> RNNLanguageModel:
 
 
 # --- the service ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TreeUsage:
-    """A process's CPU seconds with its reaped children's, and its children's share alone."""
-
-    cpu_seconds: float
-    children_system_seconds: float
-    children_minor_faults: int
-
-
-def process_tree_usage(pid: int) -> TreeUsage | None:
-    """From ``/proc/PID/stat``; the job workers count once the service has joined them."""
-    fields = process_stat_fields(pid)
-    if fields is None:
-        return None
-    ticks = os.sysconf("SC_CLK_TCK")
-    # After the ")": state is field 3 of proc(5); cminflt 11, utime 14 … cstime 17.
-    return TreeUsage(
-        cpu_seconds=sum(int(value) for value in fields[11:15]) / ticks,
-        children_system_seconds=int(fields[14]) / ticks,
-        children_minor_faults=int(fields[8]),
-    )
-
-
-def own_cpu_seconds() -> float:
-    return time.process_time()
 
 
 def upload_corpus(server: Server, corpus: Corpus) -> str:
@@ -282,15 +270,13 @@ def timed_http_run(
 ) -> HttpRun:
     model = f"wikitext2-r{round_number}"
     body = json.dumps(train_request(model, corpus_id, steps, val_fraction)).encode()
-    busy_before = machine_busy_seconds()
-    server_before = process_tree_usage(server.process.pid)
-    own_before = own_cpu_seconds()
-    started = time.perf_counter()
+    before = sample_cpu()
+    server_before = process_usage(server.process.pid)
     status, _, answer = post(f"{server.url}/train", body, timeout=TRAIN_TIMEOUT_SECONDS)
-    wall = time.perf_counter() - started
-    busy_after = machine_busy_seconds()
-    server_after = process_tree_usage(server.process.pid)
-    own_after = own_cpu_seconds()
+    after = sample_cpu()
+    # The service with the job workers it has joined (their whole lives).
+    server_used = usage_between(server_before, process_usage(server.process.pid))
+    wall = after.wall - before.wall
     if status != 200:
         sys.exit(f"error: POST /train answered {status}: {answer[:1000]!r}")
     job = json.loads(answer)
@@ -298,15 +284,10 @@ def timed_http_run(
         sys.exit(f"error: the job {job['status']}: {job.get('error')}")
     check_job(job, corpus, steps)
     others = worker_system = worker_faults = None
-    if server_before is not None and server_after is not None:
-        worker_system = server_after.children_system_seconds - server_before.children_system_seconds
-        worker_faults = server_after.children_minor_faults - server_before.children_minor_faults
-        if busy_before is not None and busy_after is not None:
-            others = unaccounted_cpu_share(
-                busy_after - busy_before,
-                (server_after.cpu_seconds - server_before.cpu_seconds) + (own_after - own_before),
-                wall,
-            )
+    if server_used is not None:
+        worker_system = server_used.children_system_seconds
+        worker_faults = server_used.children_minor_page_faults
+        others = others_cpu_share(before, after, server_used.tree_cpu_seconds)
     metrics = job["metrics"]
     first_seconds, later_rate = split_rate(metrics["history"]["steps"])
     run = HttpRun(
@@ -396,9 +377,7 @@ def check_checkpoint(data_dir: Path, model: str, corpus: Corpus) -> RNNLanguageM
 
 
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.train_http", description=__doc__.splitlines()[0]
-    )
+    parser = benchmark_parser("bench.train_http", __doc__)
     parser.add_argument("--steps", type=int, default=60, help="training steps per run")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds")
     parser.add_argument(
@@ -420,35 +399,6 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def results_table(runs: list[Run], http_runs: list[HttpRun], perplexities: dict[str, float]) -> str:
     best_local = best_runs(runs)
     best_http = max(http_runs, key=lambda run: run.tokens_per_second)
-    baseline = best_local[REFERENCE].tokens_per_second
-    rows = []
-    for name in (REFERENCE, FIT):
-        run = best_local[name]
-        reported = run.reported_tokens_per_second
-        rows.append(
-            [
-                name,
-                str(run.steps),
-                f"{run.tokens_per_second:,.0f}",
-                "-" if reported is None else f"{reported:,.0f}",
-                f"{run.seconds:.1f}",
-                f"{run.tokens_per_second / baseline:.3f}x",
-                f"{run.train_loss:.4f}",
-                f"{perplexities[name]:,.1f}",
-            ]
-        )
-    rows.append(
-        [
-            TRAIN,
-            str(best_http.steps),
-            f"{best_http.tokens_per_second:,.0f}",
-            f"{best_http.tokens_per_second:,.0f}",
-            f"{best_http.wall_seconds:.1f}",
-            f"{best_http.tokens_per_second / baseline:.3f}x",
-            f"{best_http.train_loss:.4f}",
-            f"{perplexities[TRAIN]:,.1f}",
-        ]
-    )
     headers = [
         "contender",
         "steps",
@@ -459,7 +409,9 @@ def results_table(runs: list[Run], http_runs: list[HttpRun], perplexities: dict[
         "train loss",
         "val ppl",
     ]
-    return format_table(headers, rows)
+    return contenders_table(
+        [best_local[REFERENCE], best_local[FIT], best_http], perplexities, headers
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:

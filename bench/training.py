@@ -36,15 +36,17 @@ import copy
 import math
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from torch import nn
 
 from bench.common import (
     add_data_dir_argument,
+    benchmark_parser,
     format_share,
     format_table,
     others_cpu_share,
@@ -103,9 +105,7 @@ class Run:
 
 
 def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.training", description=__doc__.splitlines()[0]
-    )
+    parser = benchmark_parser("bench.training", __doc__)
     parser.add_argument("--steps", type=int, default=100, help="training steps per run")
     add_data_dir_argument(parser, holding="wikitext-2/{train,valid}.txt")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of (a, b)")
@@ -297,24 +297,52 @@ def round_seconds(runs: list[Run], name: str) -> list[float]:
     return [run.seconds for run in runs if run.name == name]
 
 
+class ContenderResult(Protocol):
+    """What a row of a training table shows: a ``Run`` here, a ``POST /train`` in
+    ``bench.train_http``."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def steps(self) -> int: ...
+    @property
+    def seconds(self) -> float: ...
+    @property
+    def tokens_per_second(self) -> float: ...
+    @property
+    def reported_tokens_per_second(self) -> float | None: ...
+    @property
+    def train_loss(self) -> float: ...
+
+
+def contenders_table(
+    results: Sequence[ContenderResult], perplexities: dict[str, float], headers: Sequence[str]
+) -> str:
+    """One row per result, in the columns named by ``headers`` and in their order; the ratio
+    is to the reference loop's targets/s, the perplexity the one of the result's name."""
+    baseline = next(result for result in results if result.name == REFERENCE).tokens_per_second
+
+    def reported(result: ContenderResult) -> str:
+        rate = result.reported_tokens_per_second
+        return "-" if rate is None else f"{rate:,.0f}"
+
+    cells: dict[str, Callable[[ContenderResult], str]] = {
+        "contender": lambda result: result.name,
+        "steps": lambda result: str(result.steps),
+        "seconds": lambda result: f"{result.seconds:.2f}",
+        "wall s": lambda result: f"{result.seconds:.1f}",
+        "targets/s": lambda result: f"{result.tokens_per_second:,.0f}",
+        "fit's own": reported,
+        "vs reference": lambda result: f"{result.tokens_per_second / baseline:.3f}x",
+        "train loss": lambda result: f"{result.train_loss:.4f}",
+        "valid ppl": lambda result: f"{perplexities[result.name]:,.1f}",
+        "val ppl": lambda result: f"{perplexities[result.name]:,.1f}",
+    }
+    rows = [[cells[header](result) for header in headers] for result in results]
+    return format_table(headers, rows)
+
+
 def results_table(best: dict[str, Run], perplexities: dict[str, float]) -> str:
-    baseline = best[REFERENCE].tokens_per_second
-    rows = []
-    for name in (REFERENCE, FIT):
-        run = best[name]
-        reported = run.reported_tokens_per_second
-        rows.append(
-            [
-                name,
-                str(run.steps),
-                f"{run.seconds:.2f}",
-                f"{run.tokens_per_second:,.0f}",
-                "-" if reported is None else f"{reported:,.0f}",
-                f"{run.tokens_per_second / baseline:.3f}x",
-                f"{run.train_loss:.4f}",
-                f"{perplexities[name]:,.1f}",
-            ]
-        )
     headers = [
         "contender",
         "steps",
@@ -325,7 +353,7 @@ def results_table(best: dict[str, Run], perplexities: dict[str, float]) -> str:
         "train loss",
         "valid ppl",
     ]
-    return format_table(headers, rows)
+    return contenders_table([best[name] for name in CONTENDERS], perplexities, headers)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
