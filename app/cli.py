@@ -1,4 +1,4 @@
-"""``seqlab``: serve the API, train a model from a text file, or segment text.
+"""``seqlab``, the command line: serve the API, train a model from a text file, segment text.
 
     seqlab serve [--host H] [--port P]
     seqlab train CORPUS --model NAME [--create …] [--epochs N …]

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import os
 import secrets
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.database import open_database
+from app.database import Database, utc_now
 from app.errors import InvalidInputError, NotFoundError
-from app.model_index import utc_now
 from models.checkpoint import fsync_directory
 
 SCHEMA = """
@@ -48,12 +46,10 @@ class CorpusStore:
     def __init__(self, directory: Path, database: Path) -> None:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
-        self._connection = open_database(database, SCHEMA)
-        self._lock = threading.Lock()
+        self._database = Database(database, SCHEMA)
 
     def close(self) -> None:
-        with self._lock:
-            self._connection.close()
+        self._database.close()
 
     def add(self, data: bytes, filename: str | None = None) -> Corpus:
         """Validate UTF-8, write the file atomically, then index it."""
@@ -84,25 +80,20 @@ class CorpusStore:
             os.fsync(handle.fileno())
         os.replace(staging, path)
         fsync_directory(self.directory)
-        with self._lock:
-            self._connection.execute(
-                "INSERT INTO corpora VALUES (?, ?, ?, ?, ?, ?)",
-                (corpus.id, filename, corpus.bytes, corpus.lines, corpus.chars, corpus.created_at),
-            )
+        self._database.execute(
+            "INSERT INTO corpora VALUES (?, ?, ?, ?, ?, ?)",
+            (corpus.id, filename, corpus.bytes, corpus.lines, corpus.chars, corpus.created_at),
+        )
         return corpus
 
     def get(self, corpus_id: str) -> Corpus:
-        with self._lock:
-            row = self._connection.execute(
-                "SELECT * FROM corpora WHERE id = ?", (corpus_id,)
-            ).fetchone()
+        row = self._database.fetch_one("SELECT * FROM corpora WHERE id = ?", (corpus_id,))
         if row is None:
             raise CorpusNotFoundError(f"corpus {corpus_id!r} does not exist", corpus_id=corpus_id)
         return Corpus(**dict(row))
 
     def list(self) -> list[Corpus]:
-        with self._lock:
-            rows = self._connection.execute("SELECT * FROM corpora ORDER BY created_at").fetchall()
+        rows = self._database.fetch_all("SELECT * FROM corpora ORDER BY created_at")
         return [Corpus(**dict(row)) for row in rows]
 
     def read_text(self, corpus_id: str) -> str:
@@ -111,8 +102,7 @@ class CorpusStore:
 
     def delete(self, corpus_id: str) -> None:
         self.get(corpus_id)
-        with self._lock:
-            self._connection.execute("DELETE FROM corpora WHERE id = ?", (corpus_id,))
+        self._database.execute("DELETE FROM corpora WHERE id = ?", (corpus_id,))
         self.path(corpus_id).unlink(missing_ok=True)
 
     def path(self, corpus_id: str) -> Path:

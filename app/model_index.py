@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from app.database import open_database
+from app.database import Database, utc_now
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS models (
@@ -35,10 +31,6 @@ CREATE TABLE IF NOT EXISTS versions (
     PRIMARY KEY (name, version)
 );
 """
-
-
-def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -59,37 +51,20 @@ class ModelRow:
 
 
 class ModelIndex:
-    """A small, thread-safe wrapper over one SQLite connection (WAL, synchronous=FULL)."""
+    """Which models and versions exist, and in which state (pending or ready)."""
 
     def __init__(self, path: Path) -> None:
-        self._connection = open_database(path, SCHEMA)
-        self._lock = threading.RLock()
+        self._database = Database(path, SCHEMA)
 
     def close(self) -> None:
-        with self._lock:
-            self._connection.close()
-
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._connection.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._connection
-            except BaseException:
-                self._connection.execute("ROLLBACK")
-                raise
-            self._connection.execute("COMMIT")
+        self._database.close()
 
     def model(self, name: str) -> ModelRow | None:
-        with self._lock:
-            row = self._connection.execute(
-                "SELECT * FROM models WHERE name = ?", (name,)
-            ).fetchone()
+        row = self._database.fetch_one("SELECT * FROM models WHERE name = ?", (name,))
         return ModelRow(**dict(row)) if row else None
 
     def models(self) -> list[ModelRow]:
-        with self._lock:
-            rows = self._connection.execute("SELECT * FROM models ORDER BY name").fetchall()
+        rows = self._database.fetch_all("SELECT * FROM models ORDER BY name")
         return [ModelRow(**dict(row)) for row in rows]
 
     def versions(self, name: str, status: str | None = "ready") -> list[VersionRow]:
@@ -98,21 +73,17 @@ class ModelIndex:
         if status is not None:
             query += " AND status = ?"
             parameters += (status,)
-        with self._lock:
-            rows = self._connection.execute(query + " ORDER BY version", parameters).fetchall()
+        rows = self._database.fetch_all(query + " ORDER BY version", parameters)
         return [_version_row(row) for row in rows]
 
     def pending_versions(self) -> list[VersionRow]:
-        with self._lock:
-            rows = self._connection.execute(
-                "SELECT * FROM versions WHERE status = 'pending'"
-            ).fetchall()
+        rows = self._database.fetch_all("SELECT * FROM versions WHERE status = 'pending'")
         return [_version_row(row) for row in rows]
 
     def reserve_version(self, name: str, *, create: bool, source: dict[str, Any]) -> int:
         """Insert a pending version (and the model row when ``create``); return its number."""
         now = utc_now()
-        with self.transaction() as connection:
+        with self._database.transaction() as connection:
             if create:
                 connection.execute(
                     "INSERT INTO models (name, created_at, updated_at) VALUES (?, ?, ?)",
@@ -131,7 +102,7 @@ class ModelIndex:
 
     def mark_ready(self, name: str, version: int, metrics: dict[str, Any]) -> VersionRow:
         now = utc_now()
-        with self.transaction() as connection:
+        with self._database.transaction() as connection:
             connection.execute(
                 "UPDATE versions SET status = 'ready', metrics = ? WHERE name = ? AND version = ?",
                 (json.dumps(metrics, ensure_ascii=False), name, version),
@@ -144,7 +115,7 @@ class ModelIndex:
 
     def discard_version(self, name: str, version: int) -> None:
         """Forget a version that never became ready; drop the model if nothing else is left."""
-        with self.transaction() as connection:
+        with self._database.transaction() as connection:
             connection.execute(
                 "DELETE FROM versions WHERE name = ? AND version = ?", (name, version)
             )
@@ -155,7 +126,7 @@ class ModelIndex:
                 connection.execute("DELETE FROM models WHERE name = ?", (name,))
 
     def delete_model(self, name: str) -> bool:
-        with self.transaction() as connection:
+        with self._database.transaction() as connection:
             deleted = connection.execute("DELETE FROM models WHERE name = ?", (name,)).rowcount
         return deleted > 0
 

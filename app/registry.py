@@ -1,7 +1,7 @@
-"""The model registry: versions on disk, indexed in SQLite, loaded on the device and kept there.
+"""The model registry, one concept: versions on disk and in the index, loaded on the device.
 
-One concept, its read side (latest and pinned versions, sync with other processes) and its
-write side (publish, delete) together, because both hold the same two locks. The files are
+Its read side (latest and pinned versions, sync with other processes) and its write side
+(publish, delete) live together because both hold the same two locks. The files are
 where :class:`app.layout.DataLayout` says: ``models/<name>/v<version>/`` and the index.
 
 Publishing a version writes its checkpoint atomically, loads it back from disk onto the

@@ -48,7 +48,7 @@ is the stopwatch time of the in-process runs, and the POST-to-answer time of ``/
 The contenders run alternately, ``--rounds`` times (a b c / c b a / …), after a short untimed
 warm-up; the best round of each is reported. After training, the first round's model of each
 (for ``/train`` the checkpoint it published, loaded with ``models.checkpoint.load_checkpoint``)
-is evaluated on the same held-out ids with ``models.training.evaluate(batch_size=10,
+is evaluated on the same held-out ids with ``models.evaluation.evaluate(batch_size=10,
 seq_len=35)``; the goal is ``/train`` no worse than the reference. The share of the CPUs that
 *other* processes used during each run is printed, with a warning above 10 %.
 
@@ -107,9 +107,10 @@ from bench.training import (
     train_reference,
 )
 from models.checkpoint import load_checkpoint
+from models.evaluation import evaluate, unigram_perplexity
 from models.lm import LanguageModelConfig, RNNLanguageModel
 from models.tokenizer import Tokenizer, TokenizerConfig
-from models.training import evaluate, split_ids, unigram_perplexity
+from models.training import split_ids
 from models.vocab import Vocab
 
 CORPUS_PATH = Path("wikitext-2") / "train.txt"

@@ -23,7 +23,7 @@ passes 10 %. Both seed the global RNG with 0 before training, so they see the sa
 masks and should reach the same loss.
 
 After training, each model's validation perplexity is measured the same way for both
-(``models.training.evaluate``, batch 10, bptt 35) on the first ``--valid-tokens`` tokens of
+(``models.evaluation.evaluate``, batch 10, bptt 35) on the first ``--valid-tokens`` tokens of
 ``valid.txt``, with the unigram perplexity of that slice as a reference.
 
 Run from the repository root: ``python -m bench.training [--steps 100] [--data-dir ...]``.
@@ -57,8 +57,9 @@ from bench.common import (
     spread,
     warn_if_contended,
 )
+from models.evaluation import evaluate, unigram_perplexity
 from models.lm import Hidden, LanguageModelConfig, RNNLanguageModel
-from models.training import TrainingConfig, evaluate, fit, unigram_perplexity
+from models.training import TrainingConfig, fit
 from models.vocab import Vocab
 
 CORPUS_DIR = Path("wikitext-2")

@@ -15,19 +15,12 @@ from models.errors import (
     UnknownIdError,
     UnknownTokenError,
 )
+from models.evaluation import evaluate, perplexity, unigram_perplexity
 from models.generation import Candidate, generate, next_token_probabilities, top_k
 from models.lm import LanguageModelConfig, RecurrentOutput, RNNLanguageModel
+from models.seeding import fresh_seed, seeded
 from models.tokenizer import Segmentation, Tokenizer, TokenizerConfig
-from models.training import (
-    EpochRecord,
-    Progress,
-    TrainingConfig,
-    TrainingResult,
-    evaluate,
-    fit,
-    split_ids,
-    unigram_perplexity,
-)
+from models.training import EpochRecord, Progress, TrainingConfig, TrainingResult, fit, split_ids
 from models.vocab import Vocab
 
 __all__ = [
@@ -55,12 +48,15 @@ __all__ = [
     "count_windows",
     "evaluate",
     "fit",
+    "fresh_seed",
     "generate",
     "load_checkpoint",
     "make_loader",
     "next_token_probabilities",
+    "perplexity",
     "resolve_device",
     "save_checkpoint",
+    "seeded",
     "split_ids",
     "top_k",
     "unigram_perplexity",

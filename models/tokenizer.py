@@ -1,4 +1,6 @@
-"""Word segmentation with jieba, over a private ``jieba.Tokenizer`` per configuration.
+"""Word segmentation, one concept: a configuration, its private jieba instance, its offsets.
+
+Each configuration segments with a private ``jieba.Tokenizer``.
 
 jieba's module-level functions share one global dictionary for the whole process, and
 user words mutate it without a lock. Each :class:`Tokenizer` here owns its own

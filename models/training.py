@@ -1,4 +1,4 @@
-"""Training loop for :class:`RNNLanguageModel` in both batchings, and held-out evaluation."""
+"""Training, one concept: a run's settings, its progress reports, and the loop in both batchings."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from torch import nn
 
 from models.dataset import SequenceDataset, StreamBatches, as_id_tensor, count_windows
 from models.errors import ConfigError
+from models.evaluation import evaluate, perplexity
 from models.lm import Hidden, RNNLanguageModel, detach_hidden
 
 Batching = Literal["stream", "windows"]
@@ -139,16 +140,6 @@ def split_ids(ids: torch.Tensor, val_fraction: float) -> tuple[torch.Tensor, tor
     return ids[: len(ids) - val_size], ids[len(ids) - val_size :]
 
 
-def unigram_perplexity(train_ids: torch.Tensor, eval_ids: torch.Tensor, vocab_size: int) -> float:
-    """Perplexity on ``eval_ids`` of add-one-smoothed word frequencies from ``train_ids``.
-
-    The baseline a language model must beat: it knows how common each word is, not its context.
-    """
-    counts = torch.bincount(as_id_tensor(train_ids), minlength=vocab_size).double() + 1.0
-    log_probs = (counts / counts.sum()).log()
-    return math.exp(-log_probs[as_id_tensor(eval_ids)].mean().item())
-
-
 def _make_optimizer(model: nn.Module, config: TrainingConfig) -> torch.optim.Optimizer:
     parameters = model.parameters()
     if config.optimizer == "sgd":
@@ -198,34 +189,6 @@ def _batches(
             yield batch[:, :-1], batch[:, 1:], False
 
     return steps, window_epoch
-
-
-@torch.no_grad()
-def evaluate(
-    model: RNNLanguageModel, ids: torch.Tensor, *, batch_size: int = 10, seq_len: int = 35
-) -> float:
-    """Mean cross-entropy per target over a whole held-out stream, state carried throughout.
-
-    This is how the published word-level figures are measured (pytorch/examples
-    ``word_language_model``): columns of ``batch_size``, bptt chunks, no state reset.
-    """
-    ids = as_id_tensor(ids)
-    batch_size = max(1, min(batch_size, len(ids) // 2))
-    stream = StreamBatches(ids, batch_size, seq_len)
-    if stream.num_targets == 0:
-        raise ConfigError("the held-out stream is too short to evaluate", field="val_fraction")
-    was_training = model.training
-    model.eval()
-    device = model.device
-    hidden: Hidden | None = None
-    total_loss = 0.0
-    for x, y in stream:
-        logits, hidden = model(x.to(device), hidden)
-        total_loss += nn.functional.cross_entropy(
-            logits.reshape(-1, logits.size(-1)), y.to(device).reshape(-1), reduction="sum"
-        ).item()
-    model.train(was_training)
-    return total_loss / stream.num_targets
 
 
 def fit(
@@ -348,7 +311,7 @@ def fit(
             epoch=epoch,
             train_loss=last_train_loss,
             val_loss=val_loss,
-            val_perplexity=_perplexity(val_loss),
+            val_perplexity=perplexity(val_loss),
             lr=lr,
             tokens_per_second=rate,
         )
@@ -377,7 +340,7 @@ def fit(
     return TrainingResult(
         train_loss=last_train_loss,
         val_loss=best_val,
-        val_perplexity=_perplexity(best_val),
+        val_perplexity=perplexity(best_val),
         tokens_per_second=target_tokens / train_seconds if train_seconds > 0 else 0.0,
         steps=step,
         target_tokens=target_tokens,
@@ -390,9 +353,3 @@ def fit(
 
 def hidden_batch(hidden: Hidden) -> int:
     return (hidden[0] if isinstance(hidden, tuple) else hidden).size(1)
-
-
-def _perplexity(loss: float | None) -> float | None:
-    if loss is None:
-        return None
-    return math.exp(min(loss, 700.0))  # exp overflows past ~709

@@ -1,4 +1,4 @@
-"""The job manager: a queue, worker processes, their events, and publishing.
+"""The job manager, one concept: the queue, the worker processes, and what their events change.
 
 Each running job is one spawned process (a crash or a kill cannot corrupt the service or the
 registry) watched by one thread of ours that turns its events into the job record, the SQLite
@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from app.database import utc_now
 from app.errors import ConflictError, NotFoundError
 from app.jobs import files
 from app.jobs.protocol import (
@@ -30,7 +31,6 @@ from app.jobs.protocol import (
 from app.jobs.publishing import publish_run, run_metrics
 from app.jobs.store import JobRecord, JobStore
 from app.jobs.worker import run_job
-from app.model_index import utc_now
 from app.registry import ModelRegistry
 from models.training import EpochRecord, Progress
 

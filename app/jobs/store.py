@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.database import open_database
+from app.database import Database
 from app.jobs.protocol import DataSummary, JobSpec
 
 SCHEMA = """
@@ -65,16 +64,13 @@ class JobRecord:
 
 class JobStore:
     def __init__(self, database: Path) -> None:
-        self._connection = open_database(database, SCHEMA)
-        self._lock = threading.Lock()
+        self._database = Database(database, SCHEMA)
 
     def close(self) -> None:
-        with self._lock:
-            self._connection.close()
+        self._database.close()
 
     def all(self) -> list[JobRecord]:
-        with self._lock:
-            rows = self._connection.execute("SELECT * FROM jobs ORDER BY created_at").fetchall()
+        rows = self._database.fetch_all("SELECT * FROM jobs ORDER BY created_at")
         records = []
         for row in rows:
             data = dict(row)
@@ -106,8 +102,7 @@ class JobStore:
             values[column] = json.dumps(getattr(record, column), ensure_ascii=False)
         columns = ", ".join(values)
         placeholders = ", ".join("?" for _ in values)
-        with self._lock:
-            self._connection.execute(
-                f"INSERT OR REPLACE INTO jobs ({columns}) VALUES ({placeholders})",
-                tuple(values.values()),
-            )
+        self._database.execute(
+            f"INSERT OR REPLACE INTO jobs ({columns}) VALUES ({placeholders})",
+            tuple(values.values()),
+        )

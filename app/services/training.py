@@ -27,8 +27,9 @@ from app.services.registry import build_from_texts
 from app.settings import Limits
 from app.tokenizers import TokenizerCache
 from models.errors import ConfigError
+from models.evaluation import unigram_perplexity
 from models.seeding import fresh_seed
-from models.training import TrainingConfig, check_trainable, split_ids, unigram_perplexity
+from models.training import TrainingConfig, check_trainable, split_ids
 
 
 def training_config(request: TrainRequest) -> TrainingConfig:

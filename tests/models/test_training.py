@@ -4,16 +4,10 @@ import pytest
 import torch
 
 from models.errors import ConfigError
+from models.evaluation import evaluate, unigram_perplexity
 from models.lm import LanguageModelConfig, RNNLanguageModel
 from models.tokenizer import Tokenizer, TokenizerConfig
-from models.training import (
-    Progress,
-    TrainingConfig,
-    evaluate,
-    fit,
-    split_ids,
-    unigram_perplexity,
-)
+from models.training import Progress, TrainingConfig, fit, split_ids
 from models.vocab import Vocab
 
 
@@ -153,21 +147,3 @@ def test_corpus_too_short_for_the_settings_is_a_config_error():
     assert error.value.field == "seq_len"
     with pytest.raises(ConfigError, match="batch_size"):
         fit(model, torch.arange(6), None, TrainingConfig(batch_size=20))
-
-
-def test_evaluation_over_the_whole_stream_matches_a_single_pass():
-    torch.manual_seed(0)
-    model = RNNLanguageModel(
-        LanguageModelConfig(vocab_size=30, embedding_dim=8, hidden_size=8)
-    ).eval()
-    ids = torch.randint(0, 30, (201,))
-    # batch_size 1: one column, chunks of 35 with carried state == one pass over everything.
-    loss = evaluate(model, ids, batch_size=1, seq_len=35)
-    logits, _ = model(ids[:-1].unsqueeze(0))
-    expected = torch.nn.functional.cross_entropy(logits[0], ids[1:]).item()
-    assert loss == pytest.approx(expected, rel=1e-5)
-
-
-def test_unigram_perplexity_of_a_uniform_stream_is_the_vocabulary_size():
-    ids = torch.arange(10).repeat(100)
-    assert unigram_perplexity(ids, ids, 10) == pytest.approx(10.0)
