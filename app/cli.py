@@ -155,7 +155,8 @@ def _train(arguments: argparse.Namespace) -> int:
                 f"in {result.elapsed_seconds:.1f}s, "
                 f"{result.tokens_per_second:,.0f} tok/s, train loss {result.train_loss:.3f}, "
                 f"val perplexity {perplexity if perplexity is None else round(perplexity, 1)} "
-                f"(unigram {data.unigram_perplexity or float('nan'):.1f}), "
+                f"(unigram {data.unigram_perplexity or float('nan'):.1f}, "
+                f"bigram {data.bigram_perplexity or float('nan'):.1f}), "
                 f"stopped: {result.stop_reason}",
                 file=log,
             )

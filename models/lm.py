@@ -167,6 +167,25 @@ class RNNLanguageModel(nn.Module):
             return RecurrentOutput(output, state[0], state[1])
         return RecurrentOutput(output, state, None)
 
+    def start_from_counts(self, log_probs: torch.Tensor) -> None:
+        """Start the output layer at a counting baseline: it predicts ``log_probs`` everywhere.
+
+        The decoder's bias becomes ``log_probs`` ``(vocab_size,)`` and, unless it is tied to
+        the embedding, its weight zero: before any step the model's perplexity is the
+        baseline's, so training can only improve on counting. The weight still learns from
+        the first step on (its gradient is the error times the hidden state).
+        """
+        if log_probs.shape != (self.config.vocab_size,):
+            raise ConfigError(
+                f"log_probs must have shape ({self.config.vocab_size},), "
+                f"got {tuple(log_probs.shape)}",
+                field="log_probs",
+            )
+        with torch.no_grad():
+            self.decoder.bias.copy_(log_probs.to(self.decoder.bias))
+            if not self.config.tie_weights:
+                self.decoder.weight.zero_()
+
     def num_parameters(self) -> int:
         # parameters() yields a tied weight once.
         return sum(p.numel() for p in self.parameters())

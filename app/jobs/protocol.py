@@ -73,6 +73,7 @@ class DataSummary:
     oov_tokens: int
     oov_rate: float
     unigram_perplexity: float | None  # of the held-out split, counted on the training split
+    bigram_perplexity: float | None = None  # interpolated; None in records made before it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -19,6 +19,7 @@ def run_metrics(result: TrainingResult, data: DataSummary) -> dict[str, Any]:
         "tokens_per_second": result.tokens_per_second,
         "stop_reason": result.stop_reason,
         "unigram_perplexity": data.unigram_perplexity,
+        "bigram_perplexity": data.bigram_perplexity,
     }
 
 

@@ -17,6 +17,7 @@ from app.jobs import files
 from app.jobs.protocol import Cancelled, Failed, Finished, JobSpec, Started, WorkerEvent
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.device import resolve_device
+from models.evaluation import unigram_log_probs
 from models.lm import RNNLanguageModel
 from models.seeding import seeded
 from models.training import TrainingResult, fit
@@ -43,12 +44,19 @@ def keep_freed_memory() -> None:
         pass
 
 
-def build_model(spec: JobSpec) -> RNNLanguageModel:
-    """A fresh seeded network (new model) or the base version's weights (existing model)."""
+def build_model(spec: JobSpec, train_ids: torch.Tensor) -> RNNLanguageModel:
+    """A fresh network (new model) or the base version's weights (existing model).
+
+    A new model's weights are those of its recorded seed, and its output layer starts at the
+    unigram counts of its training text: before the first step it predicts as well as
+    counting does (the job's ``unigram_perplexity``), never worse.
+    """
     if spec.create:
         assert spec.model_seed is not None  # recorded by preparation for every new model
         with seeded(spec.model_seed):
-            return RNNLanguageModel(spec.model_config)
+            model = RNNLanguageModel(spec.model_config)
+        model.start_from_counts(unigram_log_probs(train_ids, spec.model_config.vocab_size))
+        return model
     assert spec.base_path is not None
     base = load_checkpoint(spec.base_path).model
     model = RNNLanguageModel(spec.model_config)  # the same architecture, maybe another dropout
@@ -68,7 +76,7 @@ def train(
     train_ids, val_ids = files.read_ids(spec.job_dir)
     if shard is not None:
         train_ids = shard(train_ids)
-    model = build_model(spec).to(device)
+    model = build_model(spec, train_ids).to(device)
     result = fit(
         model,
         train_ids,

@@ -79,7 +79,14 @@ class JobMetrics(BaseModel):
     train_loss: float | None = None
     val_loss: float | None = None
     val_perplexity: float | None = None
-    unigram_perplexity: float | None = Field(None, description="The baseline on the same split.")
+    unigram_perplexity: float | None = Field(
+        None, description="Add-one word counts of the training split, on the held-out split."
+    )
+    bigram_perplexity: float | None = Field(
+        None,
+        description="An interpolated bigram counted on the training split, on the held-out "
+        "split: a model below it has learned more than which word follows which.",
+    )
     tokens_per_second: float | None = None
     stop_reason: str | None = None
     history: dict[str, list[dict[str, Any]]] = Field(

@@ -27,7 +27,7 @@ from app.services.registry import build_from_texts
 from app.settings import Limits
 from app.tokenizers import TokenizerCache
 from models.errors import ConfigError
-from models.evaluation import unigram_perplexity
+from models.evaluation import bigram_perplexity, unigram_perplexity
 from models.seeding import fresh_seed
 from models.training import TrainingConfig, check_trainable, split_ids
 
@@ -113,6 +113,9 @@ def prepare_job(
         oov_rate=oov / total,
         unigram_perplexity=(
             unigram_perplexity(train_ids, val_ids, len(vocab)) if len(val_ids) else None
+        ),
+        bigram_perplexity=(
+            bigram_perplexity(train_ids, val_ids, len(vocab)) if len(val_ids) >= 2 else None
         ),
     )
     files.write_prepared(job_dir, train_ids, val_ids, vocab)

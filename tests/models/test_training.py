@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from models.errors import ConfigError
-from models.evaluation import evaluate, unigram_perplexity
+from models.evaluation import evaluate, unigram_log_probs, unigram_perplexity
 from models.lm import LanguageModelConfig, RNNLanguageModel
 from models.tokenizer import Tokenizer, TokenizerConfig
 from models.training import Progress, TrainingConfig, fit, split_ids
@@ -147,3 +147,23 @@ def test_corpus_too_short_for_the_settings_is_a_config_error():
     assert error.value.field == "seq_len"
     with pytest.raises(ConfigError, match="batch_size"):
         fit(model, torch.arange(6), None, TrainingConfig(batch_size=20))
+
+
+@pytest.mark.slow
+def test_a_model_started_from_counts_ends_below_the_unigram_in_windows_training(classics_ids):
+    """Issue 7's case: windows of 32 with stride 32 once ended at 197 against a unigram of 142."""
+    ids, vocab_size = classics_ids
+    train_ids, val_ids = split_ids(ids, 0.1)
+    torch.manual_seed(0)
+    model = RNNLanguageModel(
+        LanguageModelConfig(vocab_size=vocab_size, embedding_dim=64, hidden_size=128)
+    )
+    model.start_from_counts(unigram_log_probs(train_ids, vocab_size))
+    config = TrainingConfig(
+        batching="windows", seq_len=32, stride=32, batch_size=32, epochs=4, lr=3e-3, seed=0
+    )
+    result = fit(model, train_ids, val_ids, config)
+    baseline = unigram_perplexity(train_ids, val_ids, vocab_size)
+    print(f"val perplexity {result.val_perplexity:.1f} vs unigram {baseline:.1f}")
+    assert result.val_perplexity is not None
+    assert result.val_perplexity < baseline
