@@ -36,7 +36,8 @@ def _progress_printer(stream: TextIO) -> Callable[[object], None]:
                 f"\repoch {event.epoch}/{event.epochs} "
                 f"step {event.step}/{event.total_steps} "
                 f"[{'#' * filled}{'.' * (30 - filled)}] {fraction:4.0%} "
-                f"loss {event.loss:.3f} {event.tokens_per_second:,.0f} tok/s "
+                f"loss {'-' if event.loss is None else f'{event.loss:.3f}'} "
+                f"{event.tokens_per_second:,.0f} tok/s "
                 f"ETA {event.eta_seconds or 0.0:,.0f}s   "
             )
             stream.flush()

@@ -88,6 +88,12 @@ def make_loader(
     )
 
 
+def count_stream_steps(num_ids: int, batch_size: int, seq_len: int) -> int:
+    """Chunks :class:`StreamBatches` yields over ``num_ids`` ids (without building them)."""
+    steps = num_ids // batch_size - 1  # target positions per column
+    return max(0, -(-steps // seq_len))
+
+
 class StreamBatches:
     """Contiguous columns read in bptt chunks; state is meant to be carried between chunks.
 
@@ -113,8 +119,7 @@ class StreamBatches:
         return self.batch_size * max(0, self.data.size(1) - 1)
 
     def __len__(self) -> int:
-        steps = self.data.size(1) - 1
-        return max(0, -(-steps // self.seq_len))
+        return count_stream_steps(self.data.numel(), self.batch_size, self.seq_len)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         last = self.data.size(1) - 1

@@ -12,7 +12,13 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from models.dataset import SequenceDataset, StreamBatches, as_id_tensor, count_windows
+from models.dataset import (
+    SequenceDataset,
+    StreamBatches,
+    as_id_tensor,
+    count_stream_steps,
+    count_windows,
+)
 from models.errors import ConfigError
 from models.evaluation import evaluate, perplexity
 from models.lm import Hidden, RNNLanguageModel, detach_hidden
@@ -80,16 +86,18 @@ class TrainingConfig:
 
 @dataclass(frozen=True)
 class Progress:
-    """Reported to the progress callback every ``log_every`` steps and at the end of an epoch."""
+    """Reported to the progress callback before the first step (step 0, ``loss`` None), then
+    every ``log_every`` steps and at the last one."""
 
     step: int
-    total_steps: int
+    total_steps: int  # the epochs' steps, capped by max_steps: known from the first report
     epoch: int
     epochs: int
-    loss: float
+    loss: float | None  # mean since the last report
     tokens_per_second: float
     lr: float
-    elapsed_seconds: float
+    elapsed_seconds: float  # training time so far (evaluations excluded)
+    seconds_left: float | None = None  # until max_seconds ends the run, when it is set
 
     @property
     def fraction(self) -> float:
@@ -97,9 +105,14 @@ class Progress:
 
     @property
     def eta_seconds(self) -> float | None:
-        """Seconds left at the rate so far; None before the first step."""
+        """Seconds left: at the rate so far, and never past ``max_seconds``; None before the
+        first step unless ``max_seconds`` bounds it."""
         fraction = self.fraction
-        return self.elapsed_seconds * (1 - fraction) / fraction if fraction > 0 else None
+        at_rate = self.elapsed_seconds * (1 - fraction) / fraction if fraction > 0 else None
+        if self.seconds_left is None:
+            return at_rate
+        capped = max(0.0, self.seconds_left)
+        return capped if at_rate is None else min(at_rate, capped)
 
 
 @dataclass(frozen=True)
@@ -166,6 +179,18 @@ def check_trainable(num_train_ids: int, config: TrainingConfig) -> None:
         )
 
 
+def planned_steps(num_train_ids: int, config: TrainingConfig) -> int:
+    """The optimizer steps a run of ``config`` takes over ``num_train_ids`` training ids, unless
+    it stops early (patience, ``max_seconds``, a cancel)."""
+    if config.batching == "stream":
+        per_epoch = count_stream_steps(num_train_ids, config.batch_size, config.seq_len)
+    else:
+        windows = count_windows(num_train_ids, config.seq_len, config.stride)
+        per_epoch = -(-windows // config.batch_size)
+    total = per_epoch * config.epochs
+    return min(total, config.max_steps) if config.max_steps is not None else total
+
+
 def _batches(
     train_ids: torch.Tensor, config: TrainingConfig, generator: torch.Generator
 ) -> tuple[int, Callable[[], Iterator[tuple[torch.Tensor, torch.Tensor, bool]]]]:
@@ -219,10 +244,8 @@ def fit(
         torch.manual_seed(config.seed)  # dropout masks
     generator = torch.Generator()
     generator.manual_seed(config.seed if config.seed is not None else torch.seed())
-    steps_per_epoch, epoch_batches = _batches(train_ids, config, generator)
-    total_steps = steps_per_epoch * config.epochs
-    if config.max_steps is not None:
-        total_steps = min(total_steps, config.max_steps)
+    _, epoch_batches = _batches(train_ids, config, generator)
+    total_steps = planned_steps(len(train_ids), config)
     optimizer = _make_optimizer(model, config)
     parameters = list(model.parameters())
     lr = config.lr
@@ -239,6 +262,14 @@ def fit(
     started = time.perf_counter()
     last_train_loss = math.nan
     model.train()
+
+    def seconds_left() -> float | None:
+        if config.max_seconds is None:
+            return None
+        return config.max_seconds - (time.perf_counter() - started)
+
+    if on_progress is not None:  # the plan, before the first step takes its time
+        on_progress(Progress(0, total_steps, 1, config.epochs, None, 0.0, lr, 0.0, seconds_left()))
 
     for epoch in range(1, config.epochs + 1):
         epoch_loss = 0.0
@@ -292,7 +323,17 @@ def fit(
                 window_targets = 0
                 if on_progress is not None:
                     on_progress(
-                        Progress(step, total_steps, epoch, config.epochs, mean, rate, lr, elapsed)
+                        Progress(
+                            step,
+                            total_steps,
+                            epoch,
+                            config.epochs,
+                            mean,
+                            rate,
+                            lr,
+                            elapsed,
+                            seconds_left(),
+                        )
                     )
         train_seconds += time.perf_counter() - epoch_started
         if epoch_targets:

@@ -32,7 +32,7 @@ from app.jobs.publishing import publish_run, run_metrics
 from app.jobs.store import JobRecord, JobStore
 from app.jobs.worker import run_job
 from app.registry import ModelRegistry
-from models.training import EpochRecord, Progress
+from models.training import EpochRecord, Progress, planned_steps
 
 logger = logging.getLogger("seqlab.jobs")
 CANCEL_GRACE_SECONDS = 0.5  # then the worker is killed: a cancel takes effect within a second
@@ -160,7 +160,13 @@ class JobManager:
                 spec=spec,
                 created_at=utc_now(),
                 base_version=spec.base_version,
-                progress={"epochs": spec.training.epochs},
+                # The plan is known before the worker starts: a queued job shows it too.
+                progress={
+                    "epoch": 0,
+                    "epochs": spec.training.epochs,
+                    "step": 0,
+                    "total_steps": planned_steps(prepared.data.train_tokens, spec.training),
+                },
             )
             self._jobs[job_id] = record
             self.store.save(record)
@@ -251,17 +257,18 @@ class JobManager:
                     "elapsed_seconds": event.elapsed_seconds,
                     "eta_seconds": event.eta_seconds,
                 }
-                history["steps"].append(
-                    {
-                        "step": event.step,
-                        "epoch": event.epoch,
-                        "loss": event.loss,
-                        "lr": event.lr,
-                        "tokens_per_second": event.tokens_per_second,
-                    }
-                )
-                record.metrics["train_loss"] = event.loss
-                record.metrics["tokens_per_second"] = event.tokens_per_second
+                if event.loss is not None:  # not the plan (step 0)
+                    history["steps"].append(
+                        {
+                            "step": event.step,
+                            "epoch": event.epoch,
+                            "loss": event.loss,
+                            "lr": event.lr,
+                            "tokens_per_second": event.tokens_per_second,
+                        }
+                    )
+                    record.metrics["train_loss"] = event.loss
+                    record.metrics["tokens_per_second"] = event.tokens_per_second
             elif isinstance(event, EpochRecord):
                 history["epochs"].append(asdict(event))
                 record.metrics["val_loss"] = event.val_loss

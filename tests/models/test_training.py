@@ -7,7 +7,7 @@ from models.errors import ConfigError
 from models.evaluation import evaluate, unigram_log_probs, unigram_perplexity
 from models.lm import LanguageModelConfig, RNNLanguageModel
 from models.tokenizer import Tokenizer, TokenizerConfig
-from models.training import Progress, TrainingConfig, fit, split_ids
+from models.training import Progress, TrainingConfig, fit, planned_steps, split_ids
 from models.vocab import Vocab
 
 
@@ -75,7 +75,7 @@ def test_progress_callback_and_stop_flag():
     seen: list[Progress] = []
 
     def stop_after_three() -> bool:
-        return len(seen) >= 3
+        return len(seen) >= 4  # the plan (step 0), then three reports
 
     result = fit(
         model,
@@ -87,10 +87,10 @@ def test_progress_callback_and_stop_flag():
     )
     assert result.stop_reason == "stopped"
     assert result.steps == 6
-    assert [p.step for p in seen] == [2, 4, 6]
+    assert [p.step for p in seen] == [0, 2, 4, 6]
     assert seen[0].total_steps == 3 * 125
     assert 0 < seen[-1].fraction < 1
-    assert all(p.tokens_per_second > 0 and math.isfinite(p.loss) for p in seen)
+    assert all(p.tokens_per_second > 0 and math.isfinite(p.loss or math.nan) for p in seen[1:])
 
 
 def test_max_steps_ends_training_and_still_evaluates():
@@ -167,3 +167,37 @@ def test_a_model_started_from_counts_ends_below_the_unigram_in_windows_training(
     print(f"val perplexity {result.val_perplexity:.1f} vs unigram {baseline:.1f}")
     assert result.val_perplexity is not None
     assert result.val_perplexity < baseline
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"batching": "stream", "batch_size": 4, "seq_len": 5, "epochs": 2},
+        {"batching": "windows", "batch_size": 3, "seq_len": 4, "stride": 2, "epochs": 3},
+        {"batching": "stream", "batch_size": 2, "seq_len": 3, "epochs": 5, "max_steps": 7},
+    ],
+)
+def test_the_first_report_is_the_plan_and_the_run_keeps_it(settings):
+    torch.manual_seed(0)
+    ids = torch.randint(0, 12, (90,))
+    model = RNNLanguageModel(LanguageModelConfig(vocab_size=12, embedding_dim=4, hidden_size=4))
+    config = TrainingConfig(seed=0, log_every=1, **settings)
+    reports: list[Progress] = []
+    result = fit(model, ids, None, config, on_progress=reports.append)
+    first = reports[0]
+    assert (first.step, first.loss, first.eta_seconds) == (0, None, None)
+    assert first.total_steps == planned_steps(len(ids), config) == result.steps
+    assert all(report.total_steps == first.total_steps for report in reports)
+    assert reports[-1].step == result.steps
+    assert reports[-1].fraction == 1.0
+
+
+def test_the_eta_never_passes_max_seconds():
+    unbounded = Progress(10, 1000, 1, 1, 2.0, 100.0, 1e-3, elapsed_seconds=5.0)
+    assert unbounded.eta_seconds == pytest.approx(495.0)
+    capped = Progress(10, 1000, 1, 1, 2.0, 100.0, 1e-3, 5.0, seconds_left=30.0)
+    assert capped.eta_seconds == 30.0
+    plan = Progress(0, 1000, 1, 1, None, 0.0, 1e-3, 0.0, seconds_left=60.0)
+    assert plan.eta_seconds == 60.0
+    overdue = Progress(10, 1000, 1, 1, 2.0, 100.0, 1e-3, 5.0, seconds_left=-1.0)
+    assert overdue.eta_seconds == 0.0
