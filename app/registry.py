@@ -125,16 +125,24 @@ class ModelRegistry:
             known = {row.name for row in self.index.models()}
             for name in [name for name in self._latest if name not in known]:
                 del self._latest[name]
-                with self._read_lock:
-                    for key in [key for key in self._pinned if key[0] == name]:
-                        del self._pinned[key]
+                self._forget_pinned(name)
                 changes.append(f"-{name}")
             for name in sorted(known):
                 versions = self.index.versions(name)
                 current = self._latest.get(name)
-                if versions and (current is None or versions[-1].version > current.version):
-                    self._latest[name] = self._load_version(versions[-1])
-                    changes.append(f"{name}@{versions[-1].version}")
+                if not versions:
+                    continue
+                latest = versions[-1]
+                if current is not None and (latest.version, latest.created_at) == (
+                    current.version,
+                    current.created_at,
+                ):
+                    continue
+                if current is not None and latest.version <= current.version:
+                    # Deleted and created again since the last sync: no pinned version holds.
+                    self._forget_pinned(name)
+                self._latest[name] = self._load_version(latest)
+                changes.append(f"{name}@{latest.version}")
         return changes
 
     def close(self) -> None:
@@ -248,12 +256,15 @@ class ModelRegistry:
                 raise ModelNotFoundError(f"model {name!r} does not exist", model=name)
             self.index.delete_model(name)
             del self._latest[name]
-            with self._read_lock:
-                for key in [key for key in self._pinned if key[0] == name]:
-                    del self._pinned[key]
+            self._forget_pinned(name)
             shutil.rmtree(self.models_dir / name, ignore_errors=True)
 
     # -- internals ------------------------------------------------------------------------
+    def _forget_pinned(self, name: str) -> None:
+        with self._read_lock:
+            for key in [key for key in self._pinned if key[0] == name]:
+                del self._pinned[key]
+
     def path(self, name: str, version: int) -> Path:
         return self.models_dir / name / f"v{version}"
 

@@ -83,11 +83,13 @@ class JobManager:
                 self._jobs[record.id] = record
                 if record.status == "running":
                     self._finish(record, "failed", error="interrupted: the service stopped")
+                    files.discard(self.job_dir(record.id))
                 elif record.status == "queued":
                     if files.is_prepared(self.job_dir(record.id)):
                         self._queue.append(record.id)
                     else:
                         self._finish(record, "failed", error="its prepared data is missing")
+                        files.discard(self.job_dir(record.id))
             self._schedule()
 
     def close(self) -> None:
@@ -183,6 +185,7 @@ class JobManager:
                 raise ConflictError(f"job {job_id!r} has already {record.status}", job_id=job_id)
             if record.status == "queued":
                 self._queue.remove(job_id)
+                files.discard(self.job_dir(job_id))
                 self._finish(record, "cancelled")
                 return self.get(job_id)
             running = self._running.get(job_id)

@@ -1,81 +1,220 @@
-"""The model registry over HTTP: create, list, describe, version pinning, delete, restart."""
+"""The model registry itself: publishing, deleting, and keeping up with another process.
+
+Two :class:`ModelRegistry` instances over one data dir stand for two processes (the service
+and ``seqlab train``): what one publishes or deletes, the other sees after ``sync()``. The
+restart tests start the whole service twice over one data dir (``load()`` at start-up).
+"""
+
+from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
+import pytest
+import torch
+
+from app.errors import ConflictError, NotFoundError
+from app.layout import DataLayout
+from app.registry import LoadedModel, ModelRegistry
+from app.tokenizers import TokenizerCache
+from models.lm import LanguageModelConfig, RNNLanguageModel
+from models.tokenizer import TokenizerConfig
+from models.vocab import Vocab
 from tests.app.conftest import LESSON_MODEL, start_client
 
-
-def test_first_start_creates_the_demo_model(client):
-    models = client.get("/models").json()["models"]
-    assert [m["name"] for m in models] == ["demo"]
-    demo = models[0]
-    assert demo["version"] == 1
-    assert demo["config"]["embedding_dim"] == 4
-    assert demo["config"]["hidden_size"] == 5
-    assert demo["config"]["num_layers"] == 2
-    assert demo["device"] == "cpu"
-    assert demo["specials"] == ["<pad>", "<unk>"]
+MakeRegistry = Callable[[], ModelRegistry]
+VOCAB = Vocab(["我", "爱", "学习"], specials=[])
 
 
-def test_create_describe_and_delete(client, make_settings):
-    response = client.post("/models", json=LESSON_MODEL)
-    assert response.status_code == 201
-    assert response.headers["Seqlab-Model"] == "lesson@1"
-    assert response.headers["Location"] == "/models/lesson"
-    info = response.json()
-    assert info["name"] == "lesson"
-    assert info["versions"] == [1]
-    assert info["tokenizer"]["mode"] == "accurate"
-    assert info["source"]["seed"] == 0
-    assert info["num_parameters"] == 6 * 4 + (4 * 5 + 5 * 5 + 10) + (5 * 5 + 5 * 5 + 10) + 5 * 6 + 6
-    assert client.get("/models/lesson").json()["created_at"] == info["created_at"]
-
-    files = make_settings().layout.models / "lesson" / "v1"
-    assert (files / "model.safetensors").is_file()
-    assert client.delete("/models/lesson").status_code == 204
-    assert client.get("/models/lesson").status_code == 404
-    assert not files.exists()
-    assert client.post("/models", json=LESSON_MODEL).status_code == 201  # the name is free again
+@pytest.fixture
+def layout(tmp_path: Path) -> DataLayout:
+    return DataLayout(tmp_path / "data")
 
 
-def test_the_same_seed_gives_the_same_weights(client):
-    first = client.post("/models", json=LESSON_MODEL)
-    second = client.post("/models", json={**LESSON_MODEL, "name": "lesson-2"})
-    assert first.status_code == second.status_code == 201
-    tokens = {"tokens": [["我", "爱"]]}
-    a = client.post("/embed", json={"model": "lesson", **tokens}).json()["vectors"]
-    b = client.post("/embed", json={"model": "lesson-2", **tokens}).json()["vectors"]
-    assert a == b
+@pytest.fixture
+def make_registry(layout: DataLayout, jieba_cache_dir: Path) -> Iterator[MakeRegistry]:
+    """Loaded registries over the same data dir, as separate processes would open it."""
+    tokenizers = TokenizerCache(jieba_cache_dir)
+    registries: list[ModelRegistry] = []
+
+    def factory() -> ModelRegistry:
+        registry = ModelRegistry(layout, torch.device("cpu"), tokenizers)
+        registry.load()
+        registries.append(registry)
+        return registry
+
+    yield factory
+    for registry in registries:
+        registry.close()
 
 
-def test_tokenizer_settings_are_part_of_the_model(client):
-    settings = {"user_words": ["自然语言处理"], "normalization": "halfwidth", "lowercase": True}
-    body = {**LESSON_MODEL, "tokenizer": settings, "vocab": {"specials": ["<unk>"]}}
-    assert client.post("/models", json=body).status_code == 201
-    info = client.get("/models/lesson").json()
-    assert info["tokenizer"]["user_words"] == ["自然语言处理"]
-    body = client.post(
-        "/tokenize", json={"text": "我爱自然语言处理ＡＢＣ", "model": "lesson"}
-    ).json()
-    assert body["tokens"] == [["我", "爱", "自然语言处理", "abc"]]
-    assert body["oov"] == [[False, False, False, True]]  # "abc" is not in the lesson texts
-    # A model's user words do not leak into plain tokenization.
-    plain = client.post("/tokenize", json={"text": "我爱自然语言处理"}).json()
-    assert plain["tokens"] == [["我", "爱", "自然语言", "处理"]]
+def tiny_model(seed: int) -> RNNLanguageModel:
+    torch.manual_seed(seed)
+    config = LanguageModelConfig(vocab_size=len(VOCAB), embedding_dim=2, hidden_size=3, cell="rnn")
+    return RNNLanguageModel(config)
 
 
-def test_vocab_pages(client):
-    client.post("/models", json=LESSON_MODEL)
-    page = client.get("/models/lesson/vocab", params={"offset": 2, "limit": 3}).json()
-    assert page["tokens"] == ["学习", "自然语言", "处理"]
-    assert page["size"] == 6
-    assert page["offset"] == 2
+def publish(
+    registry: ModelRegistry, name: str = "lesson", *, create: bool, seed: int = 0, **kwargs
+) -> LoadedModel:
+    return registry.publish(
+        name, tiny_model(seed), VOCAB, TokenizerConfig(), create=create, **kwargs
+    )
 
 
-def test_frequency_order_and_min_freq(client):
-    body = {**LESSON_MODEL, "vocab": {"specials": ["<unk>"], "order": "frequency", "min_freq": 2}}
-    client.post("/models", json=body)
-    assert client.get("/models/lesson/vocab").json()["tokens"] == ["<unk>", "我", "爱", "学习"]
+def same_weights(a: RNNLanguageModel, b: RNNLanguageModel) -> bool:
+    left, right = a.state_dict(), b.state_dict()
+    return left.keys() == right.keys() and all(torch.equal(left[k], right[k]) for k in left)
+
+
+# -- publish and delete in one process -----------------------------------------------------------
+
+
+def test_a_published_version_is_served_read_only(make_registry: MakeRegistry) -> None:
+    registry = make_registry()
+    loaded = publish(registry, create=True, metrics={"val_loss": 1.5}, source={"kind": "test"})
+    assert registry.get("lesson") is loaded
+    assert loaded.label == "lesson@1"
+    assert loaded.metrics == {"val_loss": 1.5}
+    assert loaded.source == {"kind": "test"}
+    assert loaded.vocab.tokens == VOCAB.tokens
+    assert same_weights(loaded.model, tiny_model(0))
+    assert not loaded.model.training
+    assert not any(parameter.requires_grad for parameter in loaded.model.parameters())
+    assert (registry.path("lesson", 1) / "model.safetensors").is_file()
+
+
+def test_publishing_again_adds_a_version_and_keeps_the_old_one(
+    make_registry: MakeRegistry,
+) -> None:
+    registry = make_registry()
+    publish(registry, create=True, seed=0)
+    second = publish(registry, create=False, seed=1)
+    assert second.version == 2
+    assert registry.get("lesson") is second
+    assert [row.version for row in registry.versions("lesson")] == [1, 2]
+    pinned = registry.get("lesson", 1)
+    assert pinned.version == 1
+    assert same_weights(pinned.model, tiny_model(0))
+
+
+def test_creating_a_model_that_exists_is_a_conflict(make_registry: MakeRegistry) -> None:
+    registry = make_registry()
+    publish(registry, create=True)
+    with pytest.raises(ConflictError, match="lesson"):
+        publish(registry, create=True, seed=1)
+    assert [row.version for row in registry.versions("lesson")] == [1]
+
+
+def test_a_new_version_of_an_unknown_model_is_not_found(make_registry: MakeRegistry) -> None:
+    registry = make_registry()
+    with pytest.raises(NotFoundError, match="nothing"):
+        publish(registry, "nothing", create=False)
+    assert registry.names() == []
+
+
+def test_delete_forgets_the_model_and_its_files(make_registry: MakeRegistry) -> None:
+    registry = make_registry()
+    publish(registry, create=True)
+    registry.delete("lesson")
+    with pytest.raises(NotFoundError):
+        registry.get("lesson")
+    assert not (registry.models_dir / "lesson").exists()
+    with pytest.raises(NotFoundError):
+        registry.delete("lesson")
+
+
+# -- sync(): another process on the same data dir ------------------------------------------------
+
+
+def test_sync_with_nothing_changed_returns_nothing(make_registry: MakeRegistry) -> None:
+    service = make_registry()
+    assert service.sync() == []
+    publish(service, create=True)  # its own publish is no change to catch up with
+    assert service.sync() == []
+    assert service.sync() == []
+
+
+def test_sync_loads_a_model_another_process_created(make_registry: MakeRegistry) -> None:
+    service, trainer = make_registry(), make_registry()
+    publish(trainer, create=True, metrics={"val_loss": 2.0})
+    with pytest.raises(NotFoundError):
+        service.get("lesson")
+    assert service.sync() == ["lesson@1"]
+    loaded = service.get("lesson")
+    assert loaded.version == 1
+    assert loaded.metrics == {"val_loss": 2.0}
+    assert same_weights(loaded.model, tiny_model(0))
+    assert service.sync() == []
+
+
+def test_sync_loads_the_next_version_another_process_published(
+    make_registry: MakeRegistry,
+) -> None:
+    service, trainer = make_registry(), make_registry()
+    publish(trainer, create=True, seed=0)
+    assert service.sync() == ["lesson@1"]
+    publish(trainer, create=False, seed=1, metrics={"val_loss": 0.5})
+    assert service.get("lesson").version == 1  # until it syncs
+    assert service.sync() == ["lesson@2"]
+    latest = service.get("lesson")
+    assert latest.version == 2
+    assert latest.metrics == {"val_loss": 0.5}
+    assert same_weights(latest.model, tiny_model(1))
+    assert same_weights(service.get("lesson", 1).model, tiny_model(0))
+
+
+def test_sync_does_not_see_a_version_still_being_written(make_registry: MakeRegistry) -> None:
+    service, trainer = make_registry(), make_registry()
+    publish(trainer, create=True)
+    assert service.sync() == ["lesson@1"]
+    # The trainer has reserved the next version and a new model but not marked them ready.
+    assert trainer.index.reserve_version("lesson", create=False, source={}) == 2
+    trainer.index.reserve_version("fresh", create=True, source={})
+    half_written = trainer.path("lesson", 2)
+    half_written.mkdir(parents=True)
+    (half_written / "model.safetensors").write_bytes(b"partial")
+    assert service.sync() == []
+    assert service.get("lesson").version == 1
+    assert service.names() == ["lesson"]
+    with pytest.raises(NotFoundError, match="no version 2"):
+        service.get("lesson", 2)
+
+
+def test_sync_forgets_a_model_another_process_deleted(make_registry: MakeRegistry) -> None:
+    service, trainer = make_registry(), make_registry()
+    publish(trainer, create=True, seed=0)
+    publish(trainer, create=False, seed=1)
+    assert service.sync() == ["lesson@2"]
+    assert service.get("lesson", 1).version == 1  # a pinned version, cached
+    trainer.delete("lesson")
+    assert service.sync() == ["-lesson"]
+    assert service.names() == []
+    with pytest.raises(NotFoundError, match="does not exist"):
+        service.get("lesson")
+    with pytest.raises(NotFoundError):
+        service.get("lesson", 1)
+    assert service.sync() == []
+
+
+def test_sync_sees_a_model_deleted_and_created_again(make_registry: MakeRegistry) -> None:
+    service, trainer = make_registry(), make_registry()
+    publish(trainer, create=True, seed=0)
+    publish(trainer, create=False, seed=1)
+    service.sync()
+    trainer.delete("lesson")
+    publish(trainer, create=True, seed=2)
+    # The new model's version 1 has a lower number than the deleted model's version 2 that the
+    # service holds: the service must still serve the new model, not the deleted one.
+    changes = service.sync()
+    assert "lesson@1" in changes
+    loaded = service.get("lesson")
+    assert loaded.version == 1
+    assert same_weights(loaded.model, tiny_model(2))
+
+
+# -- load(): a restart of the whole service ------------------------------------------------------
 
 
 def test_restart_keeps_models_versions_and_vectors(make_settings):
@@ -123,15 +262,3 @@ def test_an_interrupted_version_is_swept_at_start(make_settings):
         assert not half_written.exists()
     finally:
         second.__exit__(None, None, None)
-
-
-def test_pinning_a_version_that_does_not_exist(client):
-    response = client.get("/models/demo", params={"version": 7})
-    assert response.status_code == 404
-    assert "no version 7" in response.json()["detail"]
-    assert client.get("/models/demo", params={"version": 1}).json()["version"] == 1
-
-
-def test_an_empty_data_dir_without_demo(make_client):
-    client = make_client(create_demo_model=False)
-    assert client.get("/models").json() == {"models": []}

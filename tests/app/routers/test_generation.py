@@ -1,3 +1,6 @@
+"""/predict and /generate: the output layer of a model predicting the next word."""
+
+
 def test_predict_gives_sorted_candidates_with_probabilities(shared_client):
     response = shared_client.post("/predict", json={"model": "demo", "text": "我爱", "k": 5})
     assert response.headers["Seqlab-Model"] == "demo@1"

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.conftest import REPO_ROOT
+
 STARTUP_TIMEOUT = 30.0
 BROWSER_TIMEOUT = 60.0
 # The operations the lesson is about; every other operation of the spec is checked too.

@@ -20,7 +20,7 @@ def test_text_form_pads_and_stops_each_text_at_its_last_token(shared_client):
     assert body["model"] == "demo"
 
 
-def test_text_form_with_h0(shared_client):
+def test_text_form_starts_from_a_given_h0(shared_client):
     h0 = torch.ones(2, 1, 5).tolist()
     plain = shared_client.post("/rnn/forward", json={"model": "demo", "text": "我爱"}).json()
     primed = shared_client.post(
@@ -41,7 +41,7 @@ def test_tensor_form_through_a_models_layer(shared_client):
     torch.testing.assert_close(torch.tensor(body["output"]["values"]), expected, atol=1e-6, rtol=0)
 
 
-def test_lstm_returns_cn(client):
+def test_an_lstm_also_returns_cn(client):
     model = {
         "name": "tiny-lstm",
         "texts": ["我爱学习"],

@@ -1,3 +1,5 @@
+"""/tokenize: jieba's modes and options, offsets into the original text, a model's ids."""
+
 import pytest
 
 
@@ -31,12 +33,12 @@ def test_batch_with_offsets_into_the_original(shared_client):
         ("search", ["我", "来到", "北京", "清华", "华大", "大学", "清华大学"]),
     ],
 )
-def test_modes(shared_client, mode, expected):
+def test_each_mode_segments_as_jieba_does(shared_client, mode, expected):
     body = shared_client.post("/tokenize", json={"text": "我来到北京清华大学", "mode": mode}).json()
     assert body["tokens"] == [expected]
 
 
-def test_hmm_and_punctuation_options(shared_client):
+def test_hmm_off_and_drop_punctuation_change_the_tokens(shared_client):
     off = shared_client.post(
         "/tokenize", json={"text": "他来到了网易杭研大厦。", "hmm": False, "drop_punctuation": True}
     ).json()
@@ -64,7 +66,7 @@ def test_long_texts_are_cut_off_the_event_loop_with_the_same_result(shared_clien
     assert len(body["tokens"][0]) == 6 * 300
 
 
-def test_whitespace_backend_for_english(shared_client):
+def test_the_whitespace_backend_splits_on_spaces_only(shared_client):
     body = shared_client.post(
         "/tokenize", json={"text": "The cat sat @-@ on <unk> .", "backend": "whitespace"}
     ).json()

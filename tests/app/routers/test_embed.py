@@ -1,3 +1,5 @@
+"""/embed: vectors by text, tokens or ids, OOV flags, ragged batches, pinned versions."""
+
 import torch
 
 
@@ -29,7 +31,7 @@ def test_ragged_batches_keep_their_lengths(shared_client):
     assert [len(v) for v in body["vectors"]] == [5, 1]
 
 
-def test_pinned_version_and_header(shared_client):
+def test_a_pinned_version_is_used_and_named_in_the_header(shared_client):
     response = shared_client.post("/embed", json={"model": "demo", "version": 1, "text": "我"})
     assert response.status_code == 200
     assert response.headers["Seqlab-Model"] == "demo@1"

@@ -174,11 +174,21 @@ def test_jobs_queue_one_at_a_time_and_list_by_status(client):
     assert {j["status"] for j in by_model} == {"cancelled", "succeeded"}
 
 
-def test_cancel_a_queued_job(client):
+def test_a_cancelled_queued_job_never_runs_and_publishes_nothing(client):
     first = long_job(client)
     second = client.post("/train", json={"model": "demo", "texts": SMALL_TEXTS, **QUICK}).json()
+    assert second["status"] == "queued"
     assert client.delete(f"/train/{second['job_id']}").json()["status"] == "cancelled"
     client.delete(f"/train/{first['job_id']}")
+    # Not even when the first job freed the slot: no worker, no step, no version.
+    job = client.get(f"/train/{second['job_id']}").json()
+    assert job["status"] == "cancelled"
+    assert job["started_at"] is None
+    assert job["worker_pid"] is None
+    assert job["progress"]["step"] == 0
+    assert job["metrics"]["history"] == {"epochs": [], "steps": []}
+    assert job["version"] is None
+    assert client.get("/models/demo").json()["versions"] == [1]
 
 
 def test_events_stream_progress_and_a_final_event(client):
@@ -228,7 +238,7 @@ def test_restart_keeps_job_history_and_fails_interrupted_jobs(make_settings):
         second.__exit__(None, None, None)
 
 
-def test_unknown_models_and_corpora(client):
+def test_unknown_models_corpora_and_jobs_are_404(client):
     response = client.post("/train", json={"model": "nothing", "texts": SMALL_TEXTS, **QUICK})
     assert response.status_code == 404
     assert "nothing" in response.json()["detail"]

@@ -1,0 +1,268 @@
+"""The job manager without HTTP: queue, worker processes, cancelling, publishing, restarts.
+
+Jobs are prepared as the service prepares them (:func:`app.services.training.prepare_job`)
+into the manager's job directory and run in real spawned worker processes. A manager with
+``max_running=0`` never starts a job: it stands for a service that stopped with jobs queued.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from app.errors import ConflictError, NotFoundError
+from app.jobs import files
+from app.jobs.manager import JobManager
+from app.jobs.protocol import PreparedJob
+from app.jobs.store import JobRecord, JobStore
+from app.layout import DataLayout
+from app.model_index import utc_now
+from app.registry import ModelRegistry
+from app.schemas.registry import CreateModelRequest
+from app.schemas.training import TrainRequest
+from app.services.registry import create_model
+from app.services.training import prepare_job
+from app.settings import Limits
+from app.tokenizers import TokenizerCache
+
+TEXTS = ["我爱学习自然语言处理", "我爱机器学习", "我爱自然语言处理"] * 20
+QUICK = {"seq_len": 4, "batch_size": 4, "epochs": 1, "lr": 0.01, "val_fraction": 0.1}
+TINY_MODEL = {"embedding_dim": 8, "hidden_size": 8, "cell": "gru", "seed": 0}
+BASE = "base"  # the model every fixture registry starts with, at version 1
+JOB_TIMEOUT = 120.0
+
+MakeManager = Callable[..., JobManager]
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> DataLayout:
+    return DataLayout(tmp_path / "data")
+
+
+@pytest.fixture
+def tokenizers(jieba_cache_dir: Path) -> TokenizerCache:
+    return TokenizerCache(jieba_cache_dir)
+
+
+@pytest.fixture
+def registry(layout: DataLayout, tokenizers: TokenizerCache) -> Iterator[ModelRegistry]:
+    registry = ModelRegistry(layout, torch.device("cpu"), tokenizers)
+    registry.load()
+    request = CreateModelRequest.model_validate({"name": BASE, "texts": TEXTS[:3], **TINY_MODEL})
+    create_model(request, registry, tokenizers, Limits())
+    yield registry
+    registry.close()
+
+
+@pytest.fixture
+def make_manager(layout: DataLayout, registry: ModelRegistry) -> Iterator[MakeManager]:
+    """Loaded managers over the data dir's one job store; all closed at the end of the test."""
+    managers: list[JobManager] = []
+
+    def factory(max_running: int = 1) -> JobManager:
+        manager = JobManager(
+            layout.jobs,
+            JobStore(layout.database),
+            registry,
+            device="cpu",
+            max_running=max_running,
+            threads=1,
+        )
+        manager.load()
+        managers.append(manager)
+        return manager
+
+    yield factory
+    for manager in managers:
+        manager.close()
+        manager.store.close()
+
+
+def prepare(
+    manager: JobManager,
+    registry: ModelRegistry,
+    tokenizers: TokenizerCache,
+    model: str = BASE,
+    **fields: Any,
+) -> PreparedJob:
+    """A job prepared into ``manager.job_dir``; keyword arguments are TrainRequest fields."""
+    request = TrainRequest.model_validate({"model": model, "texts": TEXTS, **QUICK, **fields})
+    job_id = manager.new_job_id()
+    lines = list(request.texts or [])
+    limits = Limits()
+    return prepare_job(
+        job_id, request, lines, registry, tokenizers, limits, manager.job_dir(job_id)
+    )
+
+
+def long_job(manager: JobManager, registry: ModelRegistry, tokenizers: TokenizerCache) -> str:
+    """Submit a job that trains until it is stopped (many epochs over the texts)."""
+    prepared = prepare(manager, registry, tokenizers, epochs=10_000, max_steps=None)
+    return manager.submit(prepared).id
+
+
+def wait_until(
+    manager: JobManager, job_id: str, predicate: Callable[[JobRecord], bool]
+) -> JobRecord:
+    deadline = time.monotonic() + JOB_TIMEOUT
+    while time.monotonic() < deadline:
+        record = manager.get(job_id)
+        if predicate(record):
+            return record
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} never reached the expected state: {manager.get(job_id)}")
+
+
+def assert_never_ran(record: JobRecord) -> None:
+    assert record.started_at is None
+    assert record.worker_pid is None
+    assert record.progress.get("step", 0) == 0  # at most the plan, no step taken
+    assert record.progress.get("loss") is None
+    assert not record.metrics.get("history", {}).get("steps")
+
+
+def test_a_job_trains_and_publishes_the_next_version_with_its_metrics(
+    make_manager: MakeManager, registry: ModelRegistry, tokenizers: TokenizerCache
+) -> None:
+    manager = make_manager()
+    prepared = prepare(manager, registry, tokenizers, max_steps=6, log_every=2)
+    submitted = manager.submit(prepared)
+    assert submitted.status in ("queued", "running")
+    assert submitted.base_version == 1
+    done = manager.wait(submitted.id, timeout=JOB_TIMEOUT)
+    assert done.status == "succeeded", done.error
+    assert done.version == 2
+    assert done.worker_pid is None
+    assert done.finished_at is not None
+    assert done.progress["fraction"] == 1.0
+    assert done.metrics["stop_reason"] == "max_steps"
+    assert [step["step"] for step in done.metrics["history"]["steps"]] == [2, 4, 6]
+    assert not manager.job_dir(done.id).exists()
+
+    published = registry.get(BASE)
+    assert published.version == 2
+    assert published.metrics["job_id"] == done.id
+    assert published.metrics["val_perplexity"] == done.metrics["val_perplexity"]
+    assert published.metrics["unigram_perplexity"] == done.data.unigram_perplexity
+    assert published.source == {"kind": "train", "base_version": 1, "job_id": done.id}
+    # The record survives in the store as it ended.
+    stored = {record.id: record for record in manager.store.all()}[done.id]
+    assert stored.status == "succeeded"
+    assert stored.version == 2
+
+
+def test_a_queued_job_can_be_cancelled_and_never_runs(
+    make_manager: MakeManager, registry: ModelRegistry, tokenizers: TokenizerCache
+) -> None:
+    manager = make_manager(max_running=1)
+    first = long_job(manager, registry, tokenizers)
+    second = manager.submit(prepare(manager, registry, tokenizers)).id
+    assert manager.get(first).status == "running"
+    assert manager.get(second).status == "queued"
+
+    cancelled = manager.cancel(second)
+    assert cancelled.status == "cancelled"
+    assert cancelled.finished_at is not None
+    assert_never_ran(cancelled)
+    # Freeing the slot does not start it: it left the queue.
+    assert manager.cancel(first).status == "cancelled"
+    assert_never_ran(manager.get(second))
+    assert [job.id for job in manager.list(status="cancelled")] == [first, second]
+    assert [row.version for row in registry.versions(BASE)] == [1]
+    assert registry.get(BASE).version == 1
+    with pytest.raises(ConflictError, match="already cancelled"):
+        manager.cancel(second)
+
+
+def test_cancelling_a_queued_job_removes_its_prepared_data(
+    make_manager: MakeManager, registry: ModelRegistry, tokenizers: TokenizerCache
+) -> None:
+    manager = make_manager(max_running=0)
+    job_id = manager.submit(prepare(manager, registry, tokenizers)).id
+    assert files.is_prepared(manager.job_dir(job_id))
+    manager.cancel(job_id)
+    assert not manager.job_dir(job_id).exists()
+
+
+def test_cancelling_a_running_job_publishes_nothing_and_leaves_no_job_directory(
+    make_manager: MakeManager, registry: ModelRegistry, tokenizers: TokenizerCache
+) -> None:
+    manager = make_manager()
+    job_id = long_job(manager, registry, tokenizers)
+    running = wait_until(manager, job_id, lambda record: record.progress.get("step", 0) > 0)
+    assert running.status == "running"
+    assert running.worker_pid is not None
+    assert files.is_prepared(manager.job_dir(job_id))
+
+    cancelled = manager.cancel(job_id)
+    assert cancelled.status == "cancelled"
+    assert cancelled.version is None
+    assert cancelled.worker_pid is None
+    assert not manager.job_dir(job_id).exists()
+    assert [row.version for row in registry.versions(BASE)] == [1]
+    assert registry.get(BASE).version == 1
+    with pytest.raises(ConflictError):
+        manager.cancel(job_id)
+
+
+def test_load_fails_interrupted_jobs_and_resumes_queued_ones(
+    make_manager: MakeManager, registry: ModelRegistry, tokenizers: TokenizerCache
+) -> None:
+    before = make_manager(max_running=0)  # a service that stopped before running these
+    was_running = before.submit(prepare(before, registry, tokenizers, max_steps=2)).id
+    queued = before.submit(prepare(before, registry, tokenizers, max_steps=2)).id
+    data_lost = before.submit(prepare(before, registry, tokenizers, max_steps=2)).id
+    # As a service killed in the middle of a job leaves its row: still 'running'.
+    record = before.get(was_running)
+    record.status = "running"
+    record.started_at = utc_now()
+    before.store.save(record)
+    files.discard(before.job_dir(data_lost))
+
+    after = make_manager()  # the restart: a new manager over the same store
+    interrupted = after.get(was_running)
+    assert interrupted.status == "failed"
+    assert "interrupted" in (interrupted.error or "")
+    assert interrupted.finished_at is not None
+    missing = after.get(data_lost)
+    assert missing.status == "failed"
+    assert "prepared data is missing" in (missing.error or "")
+
+    resumed = after.wait(queued, timeout=JOB_TIMEOUT)
+    assert resumed.status == "succeeded", resumed.error
+    assert resumed.version == 2
+    assert registry.get(BASE).version == 2
+    assert [row.version for row in registry.versions(BASE)] == [1, 2]
+    stored = {record.id: record.status for record in after.store.all()}
+    assert stored == {was_running: "failed", queued: "succeeded", data_lost: "failed"}
+
+
+def test_a_second_job_creating_the_same_model_is_a_conflict(
+    make_manager: MakeManager, registry: ModelRegistry, tokenizers: TokenizerCache
+) -> None:
+    manager = make_manager(max_running=0)
+    first = manager.submit(prepare(manager, registry, tokenizers, "fresh", create=TINY_MODEL))
+    assert manager.creating("fresh")
+    second = prepare(manager, registry, tokenizers, "fresh", create=TINY_MODEL)
+    with pytest.raises(ConflictError, match="fresh"):
+        manager.submit(second)
+    assert not manager.job_dir(second.spec.job_id).exists()
+    assert [job.id for job in manager.list(model="fresh")] == [first.id]
+    # A job training an existing model does not conflict with another one.
+    manager.submit(prepare(manager, registry, tokenizers))
+    manager.submit(prepare(manager, registry, tokenizers))
+    assert len(manager.list(model=BASE)) == 2
+
+
+def test_an_unknown_job_is_not_found(make_manager: MakeManager) -> None:
+    manager = make_manager(max_running=0)
+    with pytest.raises(NotFoundError, match="0123456789abcdef"):
+        manager.get("0123456789abcdef")
+    with pytest.raises(NotFoundError):
+        manager.cancel("0123456789abcdef")
+    assert manager.list() == []
