@@ -1,14 +1,35 @@
 """One router per area; each handler resolves its access, calls one service, shapes the answer."""
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from fastapi import Response
 from pydantic import BaseModel
 
 from app.errors import LimitExceededError, NotFoundError, UnsupportedMediaTypeError
+from app.inline import runs_inline
 from app.problems import responses_for
+from app.registry import ModelRegistry
+from app.settings import Limits
+from app.state import ServiceState
+
+RequestT = TypeVar("RequestT", bound=BaseModel)
+AnswerT = TypeVar("AnswerT")
 
 # What an inference route (a JSON body naming a model) can answer besides its 200. The 401
 # is added by app.deps.publish_security where the settings protect the route.
 INFERENCE_ERRORS = responses_for(NotFoundError, LimitExceededError, UnsupportedMediaTypeError)
+
+
+async def infer(
+    state: ServiceState,
+    operation: Callable[[RequestT, ModelRegistry, Limits], AnswerT],
+    request: RequestT,
+) -> AnswerT:
+    """Run an inference service on ``request``: on the event loop when it is small."""
+    return await state.run(
+        operation, request, state.registry, state.settings.limits, small=runs_inline(request)
+    )
 
 
 def name_model(response: Response, name: str, version: int) -> None:

@@ -1,8 +1,7 @@
 from fastapi import APIRouter, Response
 
 from app.deps import READ_ONLY, InferenceState
-from app.inline import runs_inline
-from app.routers import INFERENCE_ERRORS, json_answer
+from app.routers import INFERENCE_ERRORS, infer, json_answer
 from app.schemas.embed import EmbedRequest, EmbedResponse
 from app.services import embed as service
 
@@ -14,11 +13,5 @@ router = APIRouter(tags=["embeddings"])
 )
 async def embed(request: EmbedRequest, state: InferenceState) -> Response:
     """Word vectors: rows of the model's embedding matrix for each token, with OOV flags."""
-    result = await state.run(
-        service.embed,
-        request,
-        state.registry,
-        state.settings.limits,
-        small=runs_inline(request),
-    )
+    result = await infer(state, service.embed, request)
     return json_answer(result, result.model, result.version)

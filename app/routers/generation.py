@@ -1,8 +1,7 @@
 from fastapi import APIRouter, Response
 
 from app.deps import READ_ONLY, InferenceState
-from app.inline import runs_inline
-from app.routers import INFERENCE_ERRORS, json_answer
+from app.routers import INFERENCE_ERRORS, infer, json_answer
 from app.schemas.generation import (
     GenerateRequest,
     GenerateResponse,
@@ -19,13 +18,7 @@ router = APIRouter(tags=["language model"])
 )
 async def predict(request: PredictRequest, state: InferenceState) -> Response:
     """The k most probable next words after a text, with their probabilities."""
-    result = await state.run(
-        service.predict,
-        request,
-        state.registry,
-        state.settings.limits,
-        small=runs_inline(request),
-    )
+    result = await infer(state, service.predict, request)
     return json_answer(result, result.model, result.version)
 
 
@@ -37,5 +30,5 @@ async def predict(request: PredictRequest, state: InferenceState) -> Response:
 )
 async def generate(request: GenerateRequest, state: InferenceState) -> Response:
     """Continue a prompt: greedy (temperature 0) or sampled (temperature, top_k, seed)."""
-    result = await state.run(service.generate, request, state.registry, state.settings.limits)
+    result = await infer(state, service.generate, request)
     return json_answer(result, result.model, result.version)

@@ -1,8 +1,7 @@
 from fastapi import APIRouter, Response
 
 from app.deps import READ_ONLY, InferenceState
-from app.inline import runs_inline
-from app.routers import INFERENCE_ERRORS, json_answer
+from app.routers import INFERENCE_ERRORS, infer, json_answer
 from app.schemas.rnn import RNNForwardRequest, RNNForwardResponse
 from app.services import rnn as service
 
@@ -18,11 +17,5 @@ router = APIRouter(tags=["recurrent layer"])
 )
 async def rnn_forward(request: RNNForwardRequest, state: InferenceState) -> Response:
     """Run a recurrent layer and see `output` (every step) and `hn` (every layer, last step)."""
-    result = await state.run(
-        service.forward,
-        request,
-        state.registry,
-        state.settings.limits,
-        small=runs_inline(request),
-    )
+    result = await infer(state, service.forward, request)
     return json_answer(result, result.model, result.version)
