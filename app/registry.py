@@ -133,16 +133,19 @@ class ModelRegistry:
                 if not versions:
                     continue
                 latest = versions[-1]
-                if current is not None and (latest.version, latest.created_at) == (
-                    current.version,
-                    current.created_at,
-                ):
-                    continue
-                if current is not None and latest.version <= current.version:
-                    # Deleted and created again since the last sync: no pinned version holds.
-                    self._forget_pinned(name)
-                self._latest[name] = self._load_version(latest)
-                changes.append(f"{name}@{latest.version}")
+                # The row of the version held, as the index has it now: gone, or another
+                # created_at, when the model was deleted and created again since the last sync.
+                held = next(
+                    (row for row in versions if current and row.version == current.version), None
+                )
+                recreated = current is not None and (
+                    held is None or held.created_at != current.created_at
+                )
+                if recreated:
+                    self._forget_pinned(name)  # no pinned version of the old model holds
+                if current is None or recreated or latest.version > current.version:
+                    self._latest[name] = self._load_version(latest)
+                    changes.append(f"{name}@{latest.version}")
         return changes
 
     def close(self) -> None:

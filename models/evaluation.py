@@ -62,8 +62,9 @@ def bigram_perplexity(train_ids: torch.Tensor, eval_ids: torch.Tensor, vocab_siz
     """Perplexity on ``eval_ids`` of an interpolated bigram counted on ``train_ids``.
 
     ``p(w | v) = λ · c(v, w) / c(v) + (1 − λ) · p_unigram(w)`` (add-one unigram; a context
-    never seen in training falls back to the unigram alone), scored on the targets
-    ``eval_ids[1:]`` as :func:`evaluate` scores a model. ``λ`` is the one of
+    never seen in training falls back to the unigram alone), scored on every target
+    ``eval_ids[1:]`` (:func:`evaluate` leaves out the few a column layout drops). ``λ`` is
+    the one of
     :data:`BIGRAM_WEIGHTS` that suits the held-out text best: the baseline's best case, so a
     model that beats it has learned more than which word tends to follow which.
     """

@@ -171,9 +171,11 @@ class RNNLanguageModel(nn.Module):
         """Start the output layer at a counting baseline: it predicts ``log_probs`` everywhere.
 
         The decoder's bias becomes ``log_probs`` ``(vocab_size,)`` and, unless it is tied to
-        the embedding, its weight zero: before any step the model's perplexity is the
-        baseline's, so training can only improve on counting. The weight still learns from
-        the first step on (its gradient is the error times the hidden state).
+        the embedding, its weight zero: before any step the model's perplexity is exactly the
+        baseline's, and training starts from counting rather than from a uniform guess. The
+        weight still learns from the first step on (its gradient is the error times the
+        hidden state). A tied weight is the embedding and stays: then the start is the
+        baseline plus the embedding's small random logits.
         """
         if log_probs.shape != (self.config.vocab_size,):
             raise ConfigError(

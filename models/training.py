@@ -269,7 +269,7 @@ def fit(
         return config.max_seconds - (time.perf_counter() - started)
 
     if on_progress is not None:  # the plan, before the first step takes its time
-        on_progress(Progress(0, total_steps, 1, config.epochs, None, 0.0, lr, 0.0, seconds_left()))
+        on_progress(Progress(0, total_steps, 0, config.epochs, None, 0.0, lr, 0.0, seconds_left()))
 
     for epoch in range(1, config.epochs + 1):
         epoch_loss = 0.0

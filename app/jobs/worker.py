@@ -48,8 +48,8 @@ def build_model(spec: JobSpec, train_ids: torch.Tensor) -> RNNLanguageModel:
     """A fresh network (new model) or the base version's weights (existing model).
 
     A new model's weights are those of its recorded seed, and its output layer starts at the
-    unigram counts of its training text: before the first step it predicts as well as
-    counting does (the job's ``unigram_perplexity``), never worse.
+    unigram counts of its training text: before the first step it predicts as counting does
+    (the job's ``unigram_perplexity``; with tied weights approximately, the embedding stays).
     """
     if spec.create:
         assert spec.model_seed is not None  # recorded by preparation for every new model
@@ -74,9 +74,10 @@ def train(
 ) -> tuple[RNNLanguageModel, TrainingResult]:
     """Train as the spec says; ``shard`` narrows the stream for data-parallel ranks."""
     train_ids, val_ids = files.read_ids(spec.job_dir)
+    # Built from the whole stream: every data-parallel rank starts from the same weights.
+    model = build_model(spec, train_ids).to(device)
     if shard is not None:
         train_ids = shard(train_ids)
-    model = build_model(spec, train_ids).to(device)
     result = fit(
         model,
         train_ids,

@@ -262,3 +262,19 @@ def test_an_interrupted_version_is_swept_at_start(make_settings):
         assert not half_written.exists()
     finally:
         second.__exit__(None, None, None)
+
+
+def test_sync_drops_pinned_versions_of_a_model_created_again_past_its_old_version(
+    make_registry: MakeRegistry,
+) -> None:
+    service, trainer = make_registry(), make_registry()
+    publish(trainer, create=True, seed=0)
+    publish(trainer, create=False, seed=1)
+    service.sync()
+    assert same_weights(service.get("lesson", 1).model, tiny_model(0))  # pinned: the old v1
+    trainer.delete("lesson")
+    for seed, create in ((3, True), (4, False), (5, False)):  # the new model reaches v3
+        publish(trainer, create=create, seed=seed)
+    assert "lesson@3" in service.sync()
+    assert same_weights(service.get("lesson").model, tiny_model(5))
+    assert same_weights(service.get("lesson", 1).model, tiny_model(3))
