@@ -16,7 +16,7 @@ from models.errors import (
     UnknownTokenError,
 )
 from models.evaluation import evaluate, perplexity, unigram_perplexity
-from models.generation import Candidate, generate, next_token_probabilities, top_k
+from models.generation import Candidate, Choice, generate, next_token_log_probs, top_k
 from models.lm import LanguageModelConfig, RecurrentOutput, RNNLanguageModel
 from models.seeding import fresh_seed, seeded
 from models.tokenizer import Segmentation, Tokenizer, TokenizerConfig
@@ -26,6 +26,7 @@ from models.vocab import Vocab
 __all__ = [
     "Candidate",
     "Checkpoint",
+    "Choice",
     "CheckpointError",
     "ConfigError",
     "DeviceError",
@@ -52,7 +53,7 @@ __all__ = [
     "generate",
     "load_checkpoint",
     "make_loader",
-    "next_token_probabilities",
+    "next_token_log_probs",
     "perplexity",
     "resolve_device",
     "save_checkpoint",

@@ -5,22 +5,38 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 
+from models.boundaries import split_stream
 from models.dataset import StreamBatches, as_id_tensor
 from models.errors import ConfigError
 from models.lm import Hidden, RNNLanguageModel
+from models.scoring import score_sequences
 
 
 @torch.no_grad()
 def evaluate(
-    model: RNNLanguageModel, ids: torch.Tensor, *, batch_size: int = 10, seq_len: int = 35
+    model: RNNLanguageModel,
+    ids: torch.Tensor,
+    *,
+    batch_size: int = 10,
+    seq_len: int = 35,
+    eos_id: int | None = None,
 ) -> float:
-    """Mean cross-entropy per target over a whole held-out stream, state carried throughout.
+    """Mean cross-entropy per target (nats) over a whole held-out stream.
 
-    This is how the published word-level figures are measured (pytorch/examples
-    ``word_language_model``): columns of ``batch_size``, bptt chunks, no state reset.
+    With ``eos_id`` the stream is a sequence of texts, each closed by ``<eos>``, and each is
+    scored as a fresh text from the state after ``<eos>``, every token a target
+    (:func:`models.scoring.score_sequences`): exactly what ``/score`` answers for those texts.
+
+    Without it the stream is read as the published word-level figures are (pytorch/examples
+    ``word_language_model``): columns of ``batch_size``, bptt chunks, state carried throughout.
     """
+    ids = as_id_tensor(ids)
+    if eos_id is not None:
+        if len(ids) == 0:
+            raise ConfigError("the held-out stream is empty", field="val_fraction")
+        values = score_sequences(model, split_stream(ids, eos_id), eos_id)
+        return -float(sum(v.sum() for v in values)) / sum(len(v) for v in values)
     ids = as_id_tensor(ids)
     batch_size = max(1, min(batch_size, len(ids) // 2))
     stream = StreamBatches(ids, batch_size, seq_len)
@@ -32,10 +48,8 @@ def evaluate(
     hidden: Hidden | None = None
     total_loss = 0.0
     for x, y in stream:
-        logits, hidden = model(x.to(device), hidden)
-        total_loss += nn.functional.cross_entropy(
-            logits.reshape(-1, logits.size(-1)), y.to(device).reshape(-1), reduction="sum"
-        ).item()
+        values, hidden = model.target_log_probs(x.to(device), y.to(device), hidden)
+        total_loss -= values.double().sum().item()
     model.train(was_training)
     return total_loss / stream.num_targets
 

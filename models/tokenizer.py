@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import jieba
 
+from models.boundaries import BOUNDARIES, Boundary
 from models.errors import ConfigError
 
 Mode = Literal["accurate", "full", "search"]
@@ -55,6 +56,8 @@ class TokenizerConfig:
         backend: ``jieba``, or ``whitespace`` for text that is already segmented (English,
             WikiText-style corpora): tokens are the runs of non-space characters and ``mode``
             and ``hmm`` do not apply. Recorded with each model, never swapped silently.
+        boundary: what one text is in a training document (:mod:`models.boundaries`):
+            ``line``, ``paragraph`` or ``none``. It does not change how a text is segmented.
     """
 
     mode: Mode = "accurate"
@@ -65,6 +68,7 @@ class TokenizerConfig:
     drop_whitespace: bool = True
     drop_punctuation: bool = False
     backend: Literal["jieba", "whitespace"] = "jieba"
+    boundary: Boundary = "line"
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -77,6 +81,10 @@ class TokenizerConfig:
         if self.backend not in BACKENDS:
             raise ConfigError(
                 f"backend must be one of {BACKENDS}, not {self.backend!r}", field="backend"
+            )
+        if self.boundary not in BOUNDARIES:
+            raise ConfigError(
+                f"boundary must be one of {BOUNDARIES}, not {self.boundary!r}", field="boundary"
             )
         # Accept any iterable of words but store a tuple so the config stays hashable.
         words = tuple(self.user_words)
@@ -100,6 +108,8 @@ class TokenizerConfig:
         if unknown:
             raise ConfigError(f"unknown tokenizer settings: {sorted(unknown)}")
         values = dict(data)
+        # Settings written before boundaries existed trained on unmarked streams.
+        values.setdefault("boundary", "none")
         if "user_words" in values:
             values["user_words"] = tuple(values["user_words"])
         return cls(**values)

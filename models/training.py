@@ -12,6 +12,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from models.boundaries import boundary_cut
 from models.dataset import (
     SequenceDataset,
     StreamBatches,
@@ -144,13 +145,14 @@ class TrainingResult:
         return asdict(self)
 
 
-def split_ids(ids: torch.Tensor, val_fraction: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Split a stream into a contiguous training head and a held-out tail."""
-    if not 0.0 <= val_fraction < 1.0:
-        raise ConfigError("val_fraction must be in [0, 1)", field="val_fraction")
+def split_ids(
+    ids: torch.Tensor, val_fraction: float, eos_id: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split a stream into a contiguous training head and a held-out tail of about
+    ``val_fraction``: whole texts when ``eos_id`` marks them (:func:`boundary_cut`)."""
     ids = as_id_tensor(ids)
-    val_size = int(len(ids) * val_fraction)
-    return ids[: len(ids) - val_size], ids[len(ids) - val_size :]
+    cut = boundary_cut(ids, val_fraction, eos_id)
+    return ids[:cut], ids[cut:]
 
 
 def _make_optimizer(model: nn.Module, config: TrainingConfig) -> torch.optim.Optimizer:
@@ -226,6 +228,7 @@ def fit(
     on_epoch: Callable[[EpochRecord], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     after_backward: Callable[[list[nn.Parameter]], None] | None = None,
+    eos_id: int | None = None,
 ) -> TrainingResult:
     """Train ``model`` in place on ``train_ids`` and return what it reached.
 
@@ -234,7 +237,8 @@ def fit(
     ``patience`` such epochs training stops. The best validated weights are kept.
     ``should_stop`` is checked before every step; when it returns True training ends at once
     with ``stop_reason="stopped"``. ``after_backward`` sees the parameters after each backward
-    pass (data-parallel training averages their gradients there).
+    pass (data-parallel training averages their gradients there). With ``eos_id`` the
+    held-out stream is whole texts, each evaluated as a fresh text (:func:`evaluate`).
     """
     config = config or TrainingConfig()
     train_ids = as_id_tensor(train_ids)
@@ -296,8 +300,7 @@ def fit(
                 hidden = None
             else:
                 hidden = detach_hidden(hidden)
-            logits, hidden = model(x, hidden)  # (batch, seq, vocab)
-            loss = nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
+            loss, hidden = model.loss(x, y, hidden)  # mean over the (batch, seq) targets
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if after_backward is not None:
@@ -345,7 +348,11 @@ def fit(
         val_loss = None
         if val_ids is not None and len(val_ids) > 1:
             val_loss = evaluate(
-                model, val_ids, batch_size=config.eval_batch_size, seq_len=config.seq_len
+                model,
+                val_ids,
+                batch_size=config.eval_batch_size,
+                seq_len=config.seq_len,
+                eos_id=eos_id,
             )
         rate = target_tokens / train_seconds if train_seconds > 0 else 0.0
         record = EpochRecord(

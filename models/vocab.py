@@ -11,7 +11,8 @@ from models.errors import ConfigError, UnknownIdError, UnknownTokenError
 
 PAD = "<pad>"
 UNK = "<unk>"
-DEFAULT_SPECIALS: tuple[str, ...] = (PAD, UNK)
+EOS = "<eos>"  # end of a text: training streams put it at every boundary (models.boundaries)
+DEFAULT_SPECIALS: tuple[str, ...] = (PAD, UNK, EOS)
 Order = Literal["first_seen", "frequency"]
 
 
@@ -37,6 +38,7 @@ class Vocab:
         self.specials: tuple[str, ...] = tuple(specials)
         self.unk_id: int | None = self._stoi.get(UNK) if UNK in self.specials else None
         self.pad_id: int | None = self._stoi.get(PAD) if PAD in self.specials else None
+        self.eos_id: int | None = self._stoi.get(EOS) if EOS in self.specials else None
 
     @classmethod
     def build(
@@ -54,7 +56,8 @@ class Vocab:
             token_streams: tokens of each text.
             order: ``first_seen`` keeps the order in which words first appear;
                 ``frequency`` sorts by count, ties in first-seen order.
-            specials: tokens placed first (default ``<pad>``, ``<unk>``); may be empty.
+            specials: tokens placed first (default ``<pad>``, ``<unk>``, ``<eos>``); may be
+                empty (the lesson's vocabulary: no padding, no unknown word, no text ends).
             min_freq: leave out words seen fewer times.
             max_size: the largest vocabulary size, specials included.
         """

@@ -48,7 +48,7 @@ def test_checkpoint_files_are_safetensors_and_readable_json(tmp_path):
     assert sorted(p.name for p in path.iterdir()) == ["checkpoint.json", "model.safetensors"]
     document = json.loads((path / "checkpoint.json").read_text(encoding="utf-8"))
     assert document["format"] == "seqlab.checkpoint"
-    assert document["vocab"]["tokens"][2] == "我"
+    assert document["vocab"]["tokens"][3] == "我"
     assert list(tmp_path.iterdir()) == [path]  # no staging directory left behind
 
 

@@ -33,10 +33,12 @@ def test_lesson_ids_of_the_two_texts(lesson_tokens):
 
 def test_default_specials_come_first(lesson_tokens):
     vocab = Vocab.build(lesson_tokens)
-    assert vocab.tokens[:2] == ["<pad>", "<unk>"]
-    assert vocab.pad_id == 0
-    assert vocab.unk_id == 1
-    assert vocab.tokens[2:] == LESSON_VOCAB
+    assert vocab.tokens[:3] == ["<pad>", "<unk>", "<eos>"]
+    assert (vocab.pad_id, vocab.unk_id, vocab.eos_id) == (0, 1, 2)
+    assert vocab.tokens[3:] == LESSON_VOCAB
+    # the lesson's vocabulary has none of them
+    lesson = Vocab.build(lesson_tokens, specials=[])
+    assert (lesson.pad_id, lesson.unk_id, lesson.eos_id) == (None, None, None)
 
 
 def test_frequency_order_breaks_ties_by_first_appearance(lesson_tokens):
@@ -50,9 +52,10 @@ def test_frequency_order_breaks_ties_by_first_appearance(lesson_tokens):
 def test_min_freq_and_max_size():
     streams = [["a", "b", "b", "c", "c", "c", "d"]]
     assert Vocab.build(streams, specials=[], min_freq=2).tokens == ["b", "c"]
-    assert Vocab.build(streams, order="frequency", max_size=4).tokens == [
+    assert Vocab.build(streams, order="frequency", max_size=5).tokens == [
         "<pad>",
         "<unk>",
+        "<eos>",
         "c",
         "b",
     ]
@@ -60,7 +63,7 @@ def test_min_freq_and_max_size():
 
 def test_unknown_tokens_map_to_unk():
     vocab = Vocab.build([["a", "b"]])
-    assert vocab.encode(["a", "zzz", "b"]) == [2, 1, 3]
+    assert vocab.encode(["a", "zzz", "b"]) == [3, 1, 4]
     assert vocab.count_oov(["a", "zzz", "yyy"]) == (2, 3)
 
 
@@ -106,4 +109,4 @@ def test_bad_build_settings_name_their_field(kwargs, field):
 
 def test_specials_in_the_text_are_not_duplicated():
     vocab = Vocab.build([["<unk>", "a", "<unk>"]])
-    assert vocab.tokens == ["<pad>", "<unk>", "a"]
+    assert vocab.tokens == ["<pad>", "<unk>", "<eos>", "a"]
