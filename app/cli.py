@@ -55,12 +55,12 @@ def _progress_printer(stream: TextIO) -> Callable[[object], None]:
 def _train(arguments: argparse.Namespace) -> int:
     import torch.distributed
 
-    from app.corpora import read_lines
     from app.jobs.files import discard
     from app.jobs.publishing import publish_run
     from app.jobs.worker import keep_freed_memory, save_result, train
     from app.registry import ModelRegistry
     from app.schemas.registry import ModelSpec
+    from app.schemas.tokenize import TokenizerSettings
     from app.schemas.training import TrainRequest
     from app.services.training import prepare_job
     from app.settings import Settings
@@ -88,14 +88,16 @@ def _train(arguments: argparse.Namespace) -> int:
             cell=arguments.cell,
             dropout=arguments.dropout or 0.0,
             seed=arguments.seed,
+            output=arguments.output,
+            tokenizer=TokenizerSettings(boundary=arguments.boundary),
         )
-    lines = read_lines(Path(arguments.corpus).read_text(encoding="utf-8"))
-    if not lines:
+    document = Path(arguments.corpus).read_text(encoding="utf-8")
+    if not document.strip():
         print(f"seqlab: {arguments.corpus} holds no text", file=sys.stderr)
         return 2
     request = TrainRequest(
         model=arguments.model,
-        texts=lines,
+        texts=[document],
         create=create,
         seq_len=arguments.seq_len,
         batching=arguments.batching,
@@ -124,7 +126,13 @@ def _train(arguments: argparse.Namespace) -> int:
     job_dir = layout.jobs / f"cli-{os.getpid()}{rank_suffix}"
     try:
         prepared = prepare_job(
-            job_dir.name, request, lines, registry, registry.tokenizers, settings.limits, job_dir
+            job_dir.name,
+            request,
+            [document],
+            registry,
+            registry.tokenizers,
+            settings.limits,
+            job_dir,
         )
         data = prepared.data
         print(
@@ -211,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(run=_serve)
 
     train = commands.add_parser("train", help="train a model on a UTF-8 text file")
-    train.add_argument("corpus", help="a UTF-8 text file, one paragraph per line")
+    train.add_argument("corpus", help="a UTF-8 text file; --boundary says what one text is")
     train.add_argument("--model", required=True, help="the model to train (or --create)")
     train.add_argument("--create", action="store_true", help="create the model from the corpus")
     train.add_argument("--embedding-dim", type=int, default=64)
@@ -219,6 +227,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--num-layers", type=int, default=1)
     train.add_argument("--cell", choices=["rnn", "lstm", "gru"], default="lstm")
     train.add_argument("--dropout", type=float, default=None)
+    train.add_argument(
+        "--boundary",
+        choices=["line", "paragraph", "none"],
+        default="line",
+        help="with --create: a text is a line, a paragraph (up to a blank line), or none",
+    )
+    train.add_argument(
+        "--output", choices=["full", "adaptive"], default="full", help="with --create"
+    )
     train.add_argument("--seq-len", type=int, default=35)
     train.add_argument("--batching", choices=["stream", "windows"], default="stream")
     train.add_argument("--batch-size", type=int, default=20)

@@ -13,7 +13,7 @@ from functools import singledispatch
 from pydantic import BaseModel
 
 from app.schemas.embed import EmbedRequest
-from app.schemas.generation import PredictRequest
+from app.schemas.generation import PredictRequest, ScoreRequest
 from app.schemas.rnn import RNNForwardRequest
 from app.schemas.tokenize import TokenizeRequest
 
@@ -46,7 +46,12 @@ def _(request: EmbedRequest) -> bool:
 
 @runs_inline.register
 def _(request: PredictRequest) -> bool:
-    return len(request.text) <= INLINE_TOKENS
+    return sum(map(len, request.all_texts)) <= INLINE_TOKENS
+
+
+@runs_inline.register
+def _(request: ScoreRequest) -> bool:
+    return sum(map(len, request.all_texts)) <= INLINE_TOKENS
 
 
 @runs_inline.register

@@ -6,7 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from app import __version__
 from app.deps import publish_security
@@ -19,6 +19,7 @@ from app.routers import (
     generation,
     ops,
     registry,
+    reject_unknown_query,
     rnn,
     tokenize,
     training,
@@ -74,6 +75,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        # A query parameter no route reads (a typo, ?version= where none is taken) is a 422.
+        dependencies=[Depends(reject_unknown_query)],
     )
     app.state.service = state
     install_error_handlers(app)

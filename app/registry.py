@@ -28,6 +28,7 @@ from app.errors import ConflictError, InvalidInputError, NotFoundError
 from app.layout import DataLayout
 from app.model_index import ModelIndex, VersionRow
 from app.tokenizers import TokenizerCache
+from models.boundaries import end_id
 from models.checkpoint import fsync_directory, load_checkpoint, save_checkpoint
 from models.lm import LanguageModelConfig, RNNLanguageModel
 from models.tokenizer import Tokenizer, TokenizerConfig
@@ -66,6 +67,11 @@ class LoadedModel:
     @property
     def device(self) -> torch.device:
         return self.model.device
+
+    @property
+    def eos_id(self) -> int | None:
+        """The id that ends every text (``<eos>``), or None: then texts start from zeros."""
+        return end_id(self.vocab.eos_id, self.tokenizer.config.boundary)
 
     @property
     def label(self) -> str:

@@ -11,7 +11,9 @@ from app.layout import DataLayout
 
 
 class Limits(BaseModel):
-    """What one request may ask for. Published in ``GET /info``; over a limit → 413 naming it.
+    """What one request may ask for. Published in ``GET /info``. Over a limit on the size of
+    data (bodies, texts, characters, tensors, vocabularies) → 413 naming it; a value over its
+    limit (k, max_tokens, a layer's size, seq_len) → 422 naming the field and the limit.
 
     Set each from the environment with a double underscore, e.g. ``SEQLAB_LIMITS__MAX_TEXTS=128``.
     """
@@ -57,7 +59,17 @@ class Settings(BaseSettings):
     )
     protect_reads: bool = Field(False, description="Also require the API key for reads.")
     create_demo_model: bool = Field(
-        True, description="Create the 'demo' model from the bundled sample on an empty registry."
+        True,
+        description="Create 'lesson-rnn' (the lesson's layer shapes, untrained) on an empty "
+        "registry.",
+    )
+    train_demo_model: bool = Field(
+        True,
+        description="On first start, train 'xiyouji' from the bundled 西游记 sample as a "
+        "visible job (about a minute on two CPU cores).",
+    )
+    demo_training_seconds: float = Field(
+        60.0, gt=0, description="The demo training job's max_seconds."
     )
     loaded_versions_per_model: int = Field(
         3, ge=1, description="Older versions kept loaded besides the latest (pinned requests)."

@@ -13,7 +13,7 @@ import anyio
 import torch
 
 from app.corpora import CorpusStore
-from app.demo import ensure_demo_model
+from app.demo import ensure_lesson_model, ensure_xiyouji_job
 from app.jobs.manager import JobManager
 from app.jobs.store import JobStore
 from app.metrics import Metrics
@@ -81,8 +81,12 @@ class ServiceState:
             self.jieba_ready = True
             self.registry.load()
             if self.settings.create_demo_model:
-                ensure_demo_model(self.registry, self.tokenizers, self.settings)
+                ensure_lesson_model(self.registry, self.tokenizers, self.settings)
             self.jobs.load()
+            if self.settings.train_demo_model:
+                ensure_xiyouji_job(
+                    self.registry, self.jobs, self.tokenizers, self.corpora, self.settings
+                )
             self.registry_ready = True
             if self.settings.registry_sync_seconds > 0:
                 threading.Thread(

@@ -5,7 +5,7 @@ Measured: requests per second and p50 / p99 latency, with ``wrk`` holding ``--co
 each of three routes:
 
 * ``/tokenize``: ``{"text": "我爱学习自然语言处理"}`` (jieba, on the event loop);
-* ``/embed``: ``{"model": "demo", "text": "我爱学习自然语言处理"}`` (the demo model's rows);
+* ``/embed``: ``{"model": "lesson-rnn", "text": "我爱学习自然语言处理"}`` (its rows);
 * ``/rnn/forward``: the tensor form, ``nn.RNN(4, 5, num_layers=2)`` seeded with 0 over a
   3×2×4 input (the README's example without the weights).
 
@@ -92,7 +92,7 @@ class Endpoint:
 
 ENDPOINTS = [
     Endpoint("/tokenize", {"text": TEXT}),
-    Endpoint("/embed", {"model": "demo", "text": TEXT}),
+    Endpoint("/embed", {"model": "lesson-rnn", "text": TEXT}),
     Endpoint(
         "/rnn/forward",
         {

@@ -26,8 +26,8 @@ from models.vocab import Vocab
 __all__ = [
     "Candidate",
     "Checkpoint",
-    "Choice",
     "CheckpointError",
+    "Choice",
     "ConfigError",
     "DeviceError",
     "EpochRecord",

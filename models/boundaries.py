@@ -23,6 +23,12 @@ BOUNDARIES: tuple[str, ...] = ("line", "paragraph", "none")
 _BLANK_LINE = re.compile(r"\n[ \t\f\v\r\u3000]*\n")
 
 
+def end_id(eos_id: int | None, boundary: Boundary) -> int | None:
+    """The id that ends every text of a model: its ``<eos>``, unless its rule is ``none``
+    (then nothing is marked, and a text starts from zeros)."""
+    return None if boundary == "none" else eos_id
+
+
 def split_texts(document: str, boundary: Boundary) -> list[str]:
     """The texts of ``document``, blank ones left out.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -31,3 +32,7 @@ def hongloumeng_lines() -> list[str]:
 @pytest.fixture(scope="session")
 def jieba_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("jieba-cache")
+
+
+# The demo language model trains for a minute on first start; tests that want it say so.
+os.environ.setdefault("SEQLAB_TRAIN_DEMO_MODEL", "false")

@@ -74,6 +74,8 @@ class DataSummary:
     oov_rate: float
     unigram_perplexity: float | None  # of the held-out split, counted on the training split
     bigram_perplexity: float | None = None  # interpolated; None in records made before it
+    texts: int | None = None  # texts the boundary rule found; None in records made before it
+    val_texts: int | None = None  # the last texts, held out whole; None: a cut inside a text
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -15,6 +15,7 @@ import torch
 
 from app.jobs import files
 from app.jobs.protocol import Cancelled, Failed, Finished, JobSpec, Started, WorkerEvent
+from models.boundaries import end_id
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.device import resolve_device
 from models.evaluation import unigram_log_probs
@@ -74,6 +75,7 @@ def train(
 ) -> tuple[RNNLanguageModel, TrainingResult]:
     """Train as the spec says; ``shard`` narrows the stream for data-parallel ranks."""
     train_ids, val_ids = files.read_ids(spec.job_dir)
+    eos_id = end_id(files.read_vocab(spec.job_dir).eos_id, spec.tokenizer.boundary)
     # Built from the whole stream: every data-parallel rank starts from the same weights.
     model = build_model(spec, train_ids).to(device)
     if shard is not None:
@@ -87,6 +89,7 @@ def train(
         on_epoch=emit,
         should_stop=should_stop,
         after_backward=after_backward,
+        eos_id=eos_id,
     )
     return model, result
 

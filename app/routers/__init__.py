@@ -1,12 +1,17 @@
 """One router per area; each handler resolves its access, calls one service, shapes the answer."""
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Annotated, Any, TypeVar
 
-from fastapi import Response
+from fastapi import Query, Request, Response
 from pydantic import BaseModel
 
-from app.errors import LimitExceededError, NotFoundError, UnsupportedMediaTypeError
+from app.errors import (
+    InvalidInputError,
+    LimitExceededError,
+    NotFoundError,
+    UnsupportedMediaTypeError,
+)
 from app.inline import runs_inline
 from app.problems import responses_for
 from app.registry import ModelRegistry
@@ -21,12 +26,63 @@ AnswerT = TypeVar("AnswerT")
 INFERENCE_ERRORS = responses_for(NotFoundError, LimitExceededError, UnsupportedMediaTypeError)
 
 
+# ``?version=N`` on a route whose body names a model: the same as ``"version": N`` in the body.
+QueryVersion = Annotated[
+    int | None,
+    Query(ge=1, description="Pin a version, as `version` in the body does (they must agree)."),
+]
+
+
+def pin_version(request: RequestT, version: int | None) -> RequestT:
+    """``request`` with the query's ``version``; a different one in the body is a 422."""
+    if version is None:
+        return request
+    if getattr(request, "model", None) is None:
+        raise InvalidInputError("'version' needs 'model'", field="query.version")
+    body_version = getattr(request, "version", None)
+    if body_version is not None and body_version != version:
+        raise InvalidInputError(
+            f"version {version} in the query and {body_version} in the body disagree",
+            field="query.version",
+        )
+    return request.model_copy(update={"version": version})
+
+
+def reject_unknown_query(request: Request) -> None:
+    """A query parameter the route does not read is a 422, never silently ignored."""
+    if not request.query_params:
+        return
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known = _query_names(dependant)
+    for name in request.query_params:
+        if name not in known:
+            accepted = ", ".join(sorted(known)) or "none"
+            raise InvalidInputError(
+                f"unknown query parameter {name!r} (this route accepts: {accepted})",
+                field=f"query.{name}",
+            )
+
+
+def _query_names(dependant: Any) -> set[str]:
+    """The query parameters a route reads, its dependencies' included."""
+    names = {param.alias for param in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
 async def infer(
     state: ServiceState,
     operation: Callable[[RequestT, ModelRegistry, Limits], AnswerT],
     request: RequestT,
+    version: int | None = None,
 ) -> AnswerT:
-    """Run an inference service on ``request``: on the event loop when it is small."""
+    """Run an inference service on ``request`` (with the query's ``version``): on the event
+    loop when it is small."""
+    request = pin_version(request, version)
     return await state.run(
         operation, request, state.registry, state.settings.limits, small=runs_inline(request)
     )

@@ -1,7 +1,7 @@
 from fastapi import APIRouter, Response
 
 from app.deps import READ_ONLY, InferenceState
-from app.routers import INFERENCE_ERRORS, json_answer
+from app.routers import INFERENCE_ERRORS, QueryVersion, json_answer, pin_version
 from app.schemas.dataset import DatasetPreviewRequest, DatasetPreviewResponse
 from app.services import dataset as service
 
@@ -15,8 +15,11 @@ router = APIRouter(tags=["dataset"])
     responses=INFERENCE_ERRORS,
     openapi_extra=READ_ONLY,
 )
-async def preview(request: DatasetPreviewRequest, state: InferenceState) -> Response:
+async def preview(
+    request: DatasetPreviewRequest, state: InferenceState, version: QueryVersion = None
+) -> Response:
     """The lesson's (x, y) windows, y shifted one step, and the batches a loader makes."""
+    request = pin_version(request, version)
     result = await state.run(
         service.preview, request, state.registry, state.tokenizers, state.settings.limits
     )

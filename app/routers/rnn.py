@@ -1,7 +1,7 @@
 from fastapi import APIRouter, Response
 
 from app.deps import READ_ONLY, InferenceState
-from app.routers import INFERENCE_ERRORS, infer, json_answer
+from app.routers import INFERENCE_ERRORS, QueryVersion, infer, json_answer
 from app.schemas.rnn import RNNForwardRequest, RNNForwardResponse
 from app.services import rnn as service
 
@@ -15,7 +15,9 @@ router = APIRouter(tags=["recurrent layer"])
     responses=INFERENCE_ERRORS,
     openapi_extra=READ_ONLY,
 )
-async def rnn_forward(request: RNNForwardRequest, state: InferenceState) -> Response:
+async def rnn_forward(
+    request: RNNForwardRequest, state: InferenceState, version: QueryVersion = None
+) -> Response:
     """Run a recurrent layer and see `output` (every step) and `hn` (every layer, last step)."""
-    result = await infer(state, service.forward, request)
+    result = await infer(state, service.forward, request, version)
     return json_answer(result, result.model, result.version)

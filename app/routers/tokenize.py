@@ -2,7 +2,7 @@ from fastapi import APIRouter, Response
 
 from app.deps import READ_ONLY, InferenceState
 from app.inline import runs_inline
-from app.routers import INFERENCE_ERRORS, name_model
+from app.routers import INFERENCE_ERRORS, QueryVersion, name_model, pin_version
 from app.schemas.tokenize import TokenizeRequest, TokenizeResponse
 from app.services import tokenize as service
 
@@ -16,9 +16,13 @@ router = APIRouter(tags=["text"])
     response_model_exclude_none=True,
 )
 async def tokenize(
-    request: TokenizeRequest, response: Response, state: InferenceState
+    request: TokenizeRequest,
+    response: Response,
+    state: InferenceState,
+    version: QueryVersion = None,
 ) -> TokenizeResponse:
     """Segment one text or a batch with jieba; with `model`, its tokenizer and its ids."""
+    request = pin_version(request, version)
     result = await state.run(
         service.tokenize,
         request,

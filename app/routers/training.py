@@ -4,7 +4,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
 import anyio
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Header, Path, Query, Response
 from fastapi.responses import StreamingResponse
 
 from app.deps import JsonWriteState, ReadState, WriteState
@@ -88,39 +88,80 @@ async def cancel_job(job_id: JobId, state: WriteState) -> JobInfo:
     response_class=StreamingResponse,
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "Server-sent events."},
+        204: {"description": "Reconnected after `done`: nothing more will come."},
         **responses_for(NotFoundError),
     },
 )
-async def job_events(job_id: JobId, state: ReadState) -> StreamingResponse:
-    """Server-sent events: `state` at once, then `progress` and `epoch`, and `done` at the end."""
+async def job_events(
+    job_id: JobId,
+    state: ReadState,
+    last_event_id: Annotated[
+        str | None,
+        Header(description="Resume after this event (sent by a reconnecting EventSource)."),
+    ] = None,
+) -> Response:
+    """Server-sent events: `state` at once, then `progress` and `epoch`, and `done` at the end.
+
+    Every event has an `id:`; a client that reconnects with `Last-Event-ID` gets what it
+    missed (the epochs since, the latest progress, `done`) and nothing twice; after `done` it
+    gets a 204, which tells an EventSource to stop reconnecting.
+    """
     state.jobs.get(job_id)  # 404 before the stream starts
+    resume = _parse_event_id(last_event_id)
+    if resume is not None and resume[2]:
+        return Response(status_code=204)
     return StreamingResponse(
-        _event_stream(state, job_id),
+        _event_stream(state, job_id, resume),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
-def _sse(event: str, data: object) -> str:
-    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+def _parse_event_id(value: str | None) -> tuple[int, int, bool] | None:
+    """``(epochs sent, revision, done)`` from an id ``E-R`` or ``E-R-done``; None if not ours."""
+    if not value:
+        return None
+    parts = value.strip().split("-")
+    if len(parts) not in (2, 3) or not all(p.isdigit() for p in parts[:2]):
+        return None
+    if len(parts) == 3 and parts[2] != "done":
+        return None
+    return int(parts[0]), int(parts[1]), len(parts) == 3
 
 
-async def _event_stream(state, job_id: str) -> AsyncIterator[str]:
+def _sse(event: str, data: object, event_id: str) -> str:
+    return f"id: {event_id}\nevent: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+async def _event_stream(
+    state, job_id: str, resume: tuple[int, int, bool] | None
+) -> AsyncIterator[str]:
     record = state.jobs.get(job_id)
-    # A client that connects late first gets the whole current state.
-    yield _sse("state", service.job_info(record).model_dump(mode="json"))
-    revision = record.revision
-    epochs_sent = len(record.metrics.get("history", {}).get("epochs", []))
-    while not record.finished:
+    if resume is None:
+        # A client that connects the first time gets the whole current state.
+        revision = record.revision
+        epochs_sent = len(record.metrics.get("history", {}).get("epochs", []))
+        yield _sse(
+            "state",
+            service.job_info(record).model_dump(mode="json"),
+            f"{epochs_sent}-{revision}",
+        )
+    else:
+        epochs_sent, revision = resume[0], resume[1]
+        revision = min(revision, record.revision)  # a reset service counts from its own record
+    while True:
+        if record.revision != revision:
+            revision = record.revision
+            epochs = record.metrics.get("history", {}).get("epochs", [])
+            for epoch in epochs[epochs_sent:]:
+                epochs_sent += 1
+                yield _sse("epoch", epoch, f"{epochs_sent}-{revision}")
+            if not record.finished:
+                progress = {"status": record.status, **record.progress}
+                yield _sse("progress", progress, f"{epochs_sent}-{revision}")
+        if record.finished:
+            break
         await asyncio.sleep(EVENT_POLL_SECONDS)
         record = state.jobs.get(job_id)
-        if record.revision == revision:
-            continue
-        revision = record.revision
-        epochs = record.metrics.get("history", {}).get("epochs", [])
-        for epoch in epochs[epochs_sent:]:
-            yield _sse("epoch", epoch)
-        epochs_sent = len(epochs)
-        if not record.finished:
-            yield _sse("progress", {"status": record.status, **record.progress})
-    yield _sse("done", service.job_info(record).model_dump(mode="json"))
+    done = service.job_info(record).model_dump(mode="json")
+    yield _sse("done", done, f"{epochs_sent}-{revision}-done")

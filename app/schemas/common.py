@@ -13,7 +13,7 @@ ModelName = Annotated[
     Field(
         pattern=NAME_PATTERN,
         description="A model's name: [a-z0-9][a-z0-9_-]{0,63}.",
-        examples=["demo"],
+        examples=["lesson-rnn"],
     ),
 ]
 Version = Annotated[int, Field(ge=1, description="Pin a version; the latest when omitted.")]
@@ -43,5 +43,5 @@ class TensorOut(BaseModel):
 class ModelRef(BaseModel):
     """Which model and version answered; also sent as the `Seqlab-Model: name@version` header."""
 
-    model: str = Field(examples=["demo"])
+    model: str = Field(examples=["lesson-rnn"])
     version: int = Field(examples=[1])

@@ -15,9 +15,9 @@ class EmbedRequest(StrictModel):
     model_config = StrictModel.model_config | {
         "json_schema_extra": {
             "examples": [
-                {"model": "demo", "texts": ["我爱学习自然语言处理", "我爱机器学习"]},
-                {"model": "demo", "tokens": [["我", "爱", "学习"]]},
-                {"model": "demo", "ids": [[2, 3, 4]]},
+                {"model": "lesson-rnn", "texts": ["我爱学习自然语言处理", "我爱机器学习"]},
+                {"model": "lesson-rnn", "tokens": [["我", "爱", "学习"]]},
+                {"model": "lesson-rnn", "ids": [[2, 3, 4]]},
             ]
         }
     }

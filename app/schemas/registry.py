@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from app.schemas.common import ModelName, Seed, StrictModel, Text
 from app.schemas.tokenize import TokenizerSettings
@@ -14,9 +14,16 @@ class VocabSettings(StrictModel):
     """How the vocabulary is built from the texts."""
 
     order: Literal["first_seen", "frequency"] = Field(
-        "first_seen", description="first_seen is the lesson's order; frequency sorts by count."
+        "first_seen",
+        description="first_seen is the lesson's order; frequency sorts by count (the default, "
+        "and the only choice, for an adaptive output).",
     )
-    specials: list[Text] = Field(default_factory=lambda: ["<pad>", "<unk>"], max_length=16)
+    specials: list[Text] = Field(
+        default_factory=lambda: ["<pad>", "<unk>", "<eos>"],
+        max_length=16,
+        description="Placed first. <pad> pads batches, <unk> stands for unknown words, <eos> "
+        "ends every text; [] gives the lesson's exact vocabulary (and no text ends).",
+    )
     min_freq: int = Field(1, ge=1)
     max_size: int | None = Field(None, ge=1, description="Largest size, specials included.")
 
@@ -33,7 +40,31 @@ class ModelSpec(StrictModel):
     nonlinearity: Literal["tanh", "relu"] = Field("tanh", description="Only for cell = rnn.")
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     tie_weights: bool = Field(False, description="Share the embedding and output matrices.")
+    output: Literal["full", "adaptive"] = Field(
+        "full",
+        description="The output layer: a full softmax, or an adaptive softmax (much faster on "
+        "big vocabularies; needs a frequency-ordered vocabulary; not with tie_weights).",
+    )
+    cutoffs: list[int] | None = Field(
+        None,
+        max_length=8,
+        description="Adaptive only: ids where the head and each tail cluster end; chosen from "
+        "the word counts (80 % / 95 % of the text) when omitted.",
+    )
     seed: Seed | None = Field(None, description="Seed of the initial weights (random if omitted).")
+
+    @model_validator(mode="after")
+    def _adaptive_needs_frequency_order(self) -> ModelSpec:
+        if self.output == "adaptive":
+            if "order" in self.vocab.model_fields_set and self.vocab.order != "frequency":
+                raise ValueError(
+                    "output 'adaptive' needs vocab.order 'frequency': its clusters are ranges "
+                    "of frequency-sorted ids"
+                )
+            self.vocab = self.vocab.model_copy(update={"order": "frequency"})
+        elif self.cutoffs:
+            raise ValueError("cutoffs are only for output 'adaptive'")
+        return self
 
 
 class CreateModelRequest(ModelSpec):
@@ -70,6 +101,8 @@ class ModelConfigOut(BaseModel):
     nonlinearity: str
     dropout: float
     tie_weights: bool
+    output: str = "full"
+    cutoffs: list[int] = Field(default_factory=list)
 
 
 class VersionInfo(BaseModel):
@@ -80,7 +113,7 @@ class VersionInfo(BaseModel):
 
 
 class ModelInfo(BaseModel):
-    name: str = Field(examples=["demo"])
+    name: str = Field(examples=["lesson-rnn"])
     version: int = Field(description="The latest version.", examples=[1])
     versions: list[int]
     config: ModelConfigOut

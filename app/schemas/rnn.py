@@ -42,7 +42,7 @@ class RNNForwardRequest(StrictModel):
                     ],
                     "return_weights": True,
                 },
-                {"model": "demo", "texts": ["我爱学习自然语言处理", "我爱机器学习"]},
+                {"model": "lesson-rnn", "texts": ["我爱学习自然语言处理", "我爱机器学习"]},
             ]
         }
     }
@@ -54,7 +54,9 @@ class RNNForwardRequest(StrictModel):
     input: Tensor3 | None = Field(None, description="[seq_len, batch, input_size]")
     rnn: RNNSpec | None = None
     h0: Tensor3 | None = Field(
-        None, description="[num_layers, batch, hidden_size]; zeros if omitted."
+        None,
+        description="[num_layers, batch, hidden_size]. If omitted: zeros, or in the text form "
+        "of a model that ends its texts with <eos>, the state after <eos> (a fresh text).",
     )
     c0: Tensor3 | None = Field(None, description="LSTM cell state, like h0.")
     batch_first: bool = Field(False, description="input and output are [batch, seq_len, …].")
@@ -90,5 +92,10 @@ class RNNForwardResponse(BaseModel):
     lengths: list[int] | None = Field(None, description="Text form: real tokens per text.")
     tokens: list[list[str]] | None = None
     ids: list[list[int]] | None = None
+    initial_state: Literal["zeros", "eos", "given"] | None = Field(
+        None,
+        description="What the layer started from: zeros, the state after <eos> (text form, a "
+        "model with <eos>), or the given h0/c0.",
+    )
     model: str | None = None
     version: int | None = None

@@ -24,6 +24,12 @@ class TokenizerSettings(StrictModel):
     backend: Literal["jieba", "whitespace"] = Field(
         "jieba", description="whitespace: the text is already segmented (e.g. English)."
     )
+    boundary: Literal["line", "paragraph", "none"] = Field(
+        "line",
+        description="What one text is in a training corpus: a line, a paragraph (up to a blank "
+        "line), or none (no text ends are marked). With <eos> in the vocabulary every text "
+        "ends with it in training, and every request's text is read as a fresh text.",
+    )
 
     def to_config(self) -> TokenizerConfig:
         return TokenizerConfig(**{**self.model_dump(), "user_words": tuple(self.user_words)})
@@ -39,8 +45,9 @@ def _settings_of(config: TokenizerConfig) -> TokenizerSettings:
     return TokenizerSettings(**config.to_dict())
 
 
-# Fields of a request that override the default tokenizer (not allowed together with `model`).
-TOKENIZER_FIELDS = tuple(TokenizerSettings.model_fields)
+# Fields of a request that override the default tokenizer (not allowed together with `model`);
+# the boundary rule is about corpora, not about segmenting one text.
+TOKENIZER_FIELDS = tuple(name for name in TokenizerSettings.model_fields if name != "boundary")
 
 
 class TokenizeRequest(StrictModel):
@@ -50,7 +57,7 @@ class TokenizeRequest(StrictModel):
         "json_schema_extra": {
             "examples": [
                 {"texts": ["我爱学习自然语言处理", "我爱机器学习"], "offsets": True},
-                {"text": "我爱自然语言处理", "model": "demo"},
+                {"text": "我爱自然语言处理", "model": "lesson-rnn"},
             ]
         }
     }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.errors import InvalidInputError, located
-from app.limits import check_limit, check_texts
+from app.limits import check_limit, check_texts, check_value
 from app.registry import ModelRegistry
 from app.schemas.dataset import DatasetPreviewRequest, DatasetPreviewResponse, Pair
 from app.settings import Limits
@@ -19,7 +19,7 @@ def preview(
     tokenizers: TokenizerCache,
     limits: Limits,
 ) -> DatasetPreviewResponse:
-    check_limit(limits, "max_seq_len", request.seq_len)
+    check_value(limits, "max_seq_len", request.seq_len, "body.seq_len")
     loaded = registry.get(request.model, request.version) if request.model is not None else None
     vocab: Vocab | None = None
     if loaded is not None:

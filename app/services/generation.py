@@ -1,19 +1,34 @@
-"""``POST /predict`` and ``POST /generate``: using a model's output layer."""
+"""``POST /predict``, ``/generate`` and ``/score``: using a model's output layer.
+
+Each request's text is read as a fresh text: after ``<eos>`` when the model ends its texts
+with it (:attr:`app.registry.LoadedModel.eos_id`), from zeros for models without.
+"""
 
 from __future__ import annotations
 
-from app.limits import check_limit, check_texts
+from collections.abc import Callable
+
+from app.errors import InvalidInputError
+from app.limits import check_texts, check_value
 from app.registry import LoadedModel, ModelRegistry
 from app.schemas.generation import (
     Candidate,
+    GenerateChoice,
     GenerateRequest,
     GenerateResponse,
     PredictRequest,
     PredictResponse,
+    PredictResult,
+    ScoreRequest,
+    ScoreResponse,
+    TextScore,
 )
 from app.services.text import encode_texts
 from app.settings import Limits
 from models import generation
+from models.scoring import score_sequences, text_perplexity
+
+TokenListener = Callable[[int, str, int], None]  # (choice, token, id)
 
 
 def _never_produced(loaded: LoadedModel) -> list[int]:
@@ -23,30 +38,75 @@ def _never_produced(loaded: LoadedModel) -> list[int]:
 
 def predict(request: PredictRequest, registry: ModelRegistry, limits: Limits) -> PredictResponse:
     loaded = registry.get(request.model, request.version)
-    check_limit(limits, "max_top_k", request.k)
-    check_texts(limits, [request.text])
-    encoded = encode_texts(loaded, [request.text], "text")
+    check_value(limits, "max_top_k", request.k, "body.k")
+    texts = request.all_texts
+    check_texts(limits, texts)
+    encoded = encode_texts(loaded, texts, request.field)
+    # <pad> is never a next word; <eos> is when the model ends texts (the text may end here),
+    # and never when it does not.
     exclude = [loaded.vocab.pad_id] if loaded.vocab.pad_id is not None else []
-    candidates = generation.top_k(loaded.model, encoded.ids[0], request.k, exclude_ids=exclude)
-    return PredictResponse(
-        model=loaded.name,
-        version=loaded.version,
-        tokens=encoded.tokens[0],
-        ids=encoded.ids[0],
-        candidates=[
-            Candidate(
-                token=loaded.vocab.token(c.token_id), id=c.token_id, probability=c.probability
-            )
-            for c in candidates
-        ],
+    if loaded.eos_id is None and loaded.vocab.eos_id is not None:
+        exclude.append(loaded.vocab.eos_id)
+    batches = generation.top_k_batch(
+        loaded.model, encoded.ids, request.k, exclude_ids=exclude, start_id=loaded.eos_id
     )
+    results = [
+        PredictResult(
+            tokens=tokens,
+            ids=ids,
+            candidates=[
+                Candidate(
+                    token=loaded.vocab.token(c.token_id), id=c.token_id, probability=c.probability
+                )
+                for c in candidates
+            ],
+        )
+        for tokens, ids, candidates in zip(encoded.tokens, encoded.ids, batches, strict=True)
+    ]
+    if request.text is not None:
+        only = results[0]
+        return PredictResponse(
+            model=loaded.name,
+            version=loaded.version,
+            tokens=only.tokens,
+            ids=only.ids,
+            candidates=only.candidates,
+        )
+    return PredictResponse(model=loaded.name, version=loaded.version, results=results)
 
 
-def generate(request: GenerateRequest, registry: ModelRegistry, limits: Limits) -> GenerateResponse:
+def generate(
+    request: GenerateRequest,
+    registry: ModelRegistry,
+    limits: Limits,
+    on_token: TokenListener | None = None,
+) -> GenerateResponse:
+    """Generate as ``request`` says; ``on_token`` sees each token as it is chosen (streaming)."""
     loaded = registry.get(request.model, request.version)
-    check_limit(limits, "max_generate_tokens", request.max_tokens)
+    check_value(limits, "max_generate_tokens", request.max_tokens, "body.max_tokens")
     check_texts(limits, [request.prompt])
     encoded = encode_texts(loaded, [request.prompt], "prompt")
+    vocab = loaded.vocab
+    exclude = _never_produced(loaded)
+    eos_id = loaded.eos_id
+    if vocab.eos_id is not None and (request.ignore_eos or eos_id is None):
+        exclude.append(vocab.eos_id)  # never ends a text here: never produced
+        eos_id = None
+
+    texts = [[request.prompt] for _ in range(request.n)]
+
+    def should_stop(choice: int, ids: list[int]) -> bool:
+        # The stop strings are searched in the continuation's own text.
+        texts[choice].append(vocab.token(ids[-1]))
+        if not request.stop:
+            return False
+        continuation = join_tokens(texts[choice][1:])
+        return any(stop in continuation for stop in request.stop)
+
+    def tell(choice: int, token_id: int) -> None:
+        if on_token is not None:
+            on_token(choice, vocab.token(token_id), token_id)
+
     produced = generation.generate(
         loaded.model,
         encoded.ids[0],
@@ -54,16 +114,86 @@ def generate(request: GenerateRequest, registry: ModelRegistry, limits: Limits) 
         temperature=request.temperature,
         top_k_size=request.top_k,
         seed=request.seed,
-        exclude_ids=_never_produced(loaded),
+        exclude_ids=exclude,
+        start_id=loaded.eos_id,
+        eos_id=eos_id,
+        repetition_penalty=request.repetition_penalty,
+        n=request.n,
+        should_stop=should_stop,
+        on_token=tell,
     )
-    tokens = loaded.vocab.decode(produced)
+    choices = [
+        GenerateChoice(
+            text=join_tokens([request.prompt, *vocab.decode(choice.ids)]),
+            tokens=vocab.decode(choice.ids),
+            ids=choice.ids,
+            finish_reason=choice.finish_reason,
+        )
+        for choice in produced
+    ]
+    if request.n == 1:
+        only = choices[0]
+        return GenerateResponse(
+            model=loaded.name,
+            version=loaded.version,
+            prompt_tokens=encoded.tokens[0],
+            text=only.text,
+            tokens=only.tokens,
+            ids=only.ids,
+            finish_reason=only.finish_reason,
+        )
     return GenerateResponse(
         model=loaded.name,
         version=loaded.version,
         prompt_tokens=encoded.tokens[0],
-        tokens=tokens,
-        ids=produced,
-        text=join_tokens([request.prompt, *tokens]),
+        choices=choices,
+    )
+
+
+def score(request: ScoreRequest, registry: ModelRegistry, limits: Limits) -> ScoreResponse:
+    """Each token's log-probability given what precedes it in its text, and perplexities."""
+    loaded = registry.get(request.model, request.version)
+    texts = request.all_texts
+    check_texts(limits, texts)
+    encoded = encode_texts(loaded, texts, request.field)
+    eos_id = loaded.eos_id
+    tokens = [list(row) for row in encoded.tokens]
+    ids = [list(row) for row in encoded.ids]
+    oov = [list(row) for row in encoded.oov]
+    if eos_id is not None:  # every text ends, as in training: its <eos> is scored too
+        for position in range(len(texts)):
+            tokens[position].append(loaded.vocab.token(eos_id))
+            ids[position].append(eos_id)
+            oov[position].append(False)
+    else:
+        for position, row in enumerate(ids):
+            if len(row) < 2:
+                raise InvalidInputError(
+                    f"text {position} has one token: a model without <eos> predicts a text's "
+                    "tokens from the second on",
+                    field=f"body.{request.field}" + (f".{position}" if request.texts else ""),
+                )
+    pad = loaded.vocab.pad_id if loaded.vocab.pad_id is not None else 0
+    values = score_sequences(loaded.model, ids, eos_id, pad_id=pad)
+    scores = []
+    for position, scored in enumerate(values):
+        log_probs: list[float | None] = scored.tolist()
+        if eos_id is None:
+            log_probs = [None, *log_probs]
+        scores.append(
+            TextScore(
+                tokens=tokens[position],
+                ids=ids[position],
+                log_probs=log_probs,
+                perplexity=text_perplexity([scored]),
+                oov=oov[position],
+            )
+        )
+    return ScoreResponse(
+        model=loaded.name,
+        version=loaded.version,
+        perplexity=text_perplexity(values),
+        scores=scores,
     )
 
 

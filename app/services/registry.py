@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import torch
+
 from app.errors import InvalidInputError, located
-from app.limits import check_limit
+from app.limits import check_limit, check_value
 from app.registry import LoadedModel, ModelRegistry
 from app.schemas.registry import (
     CreateModelRequest,
@@ -18,6 +20,7 @@ from app.schemas.registry import (
 from app.schemas.tokenize import TokenizerSettings
 from app.settings import Limits
 from app.tokenizers import TokenizerCache
+from models.adaptive import choose_cutoffs
 from models.lm import LanguageModelConfig, RNNLanguageModel
 from models.seeding import fresh_seed, seeded
 from models.vocab import Vocab
@@ -35,9 +38,9 @@ def build_from_texts(
     Shared by ``POST /models`` and training jobs that create their model; errors name their
     field under ``location``.
     """
-    check_limit(limits, "max_embedding_dim", spec.embedding_dim)
-    check_limit(limits, "max_hidden_size", spec.hidden_size)
-    check_limit(limits, "max_num_layers", spec.num_layers)
+    check_value(limits, "max_embedding_dim", spec.embedding_dim, f"{location}.embedding_dim")
+    check_value(limits, "max_hidden_size", spec.hidden_size, f"{location}.hidden_size")
+    check_value(limits, "max_num_layers", spec.num_layers, f"{location}.num_layers")
     check_limit(limits, "max_user_words", len(spec.tokenizer.user_words))
     with located(f"{location}.tokenizer"):
         tokenizer = tokenizers.get(spec.tokenizer.to_config())
@@ -57,6 +60,17 @@ def build_from_texts(
             field="body.texts",
         )
     check_limit(limits, "max_vocab_size", len(vocab))
+    cutoffs: tuple[int, ...] = ()
+    if spec.output == "adaptive":
+        if spec.cutoffs is not None:
+            cutoffs = tuple(spec.cutoffs)
+        else:
+            counts = torch.bincount(
+                torch.tensor([vocab.index(t) for line in tokens for t in line if t in vocab]),
+                minlength=len(vocab),
+            )
+            with located(location):
+                cutoffs = choose_cutoffs(counts)
     with located(location):
         config = LanguageModelConfig(
             vocab_size=len(vocab),
@@ -67,6 +81,8 @@ def build_from_texts(
             nonlinearity=spec.nonlinearity,
             dropout=spec.dropout,
             tie_weights=spec.tie_weights,
+            output=spec.output,
+            cutoffs=cutoffs,
         )
     return tokens, vocab, config
 

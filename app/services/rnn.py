@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from app.errors import InvalidInputError
-from app.limits import check_limit, check_texts
+from app.limits import check_limit, check_texts, check_value
 from app.registry import LoadedModel, ModelRegistry
 from app.schemas.rnn import RNNForwardRequest, RNNForwardResponse, RNNSpec
 from app.services.tensors import tensor_from_json, tensor_to_json
@@ -105,9 +105,9 @@ def _forward_tensor(
     seed = None
     if request.rnn is not None:
         spec = request.rnn
-        check_limit(limits, "max_embedding_dim", spec.input_size)
-        check_limit(limits, "max_hidden_size", spec.hidden_size)
-        check_limit(limits, "max_num_layers", spec.num_layers)
+        check_value(limits, "max_embedding_dim", spec.input_size, "body.rnn.input_size")
+        check_value(limits, "max_hidden_size", spec.hidden_size, "body.rnn.hidden_size")
+        check_value(limits, "max_num_layers", spec.num_layers, "body.rnn.num_layers")
         if spec.seed is None:
             seed = fresh_seed()
             layer = build_layer(spec, seed)
@@ -135,7 +135,9 @@ def _forward_tensor(
     output, state = layer(layer_input.to(device), hidden)
     if layer.batch_first != request.batch_first:
         output = output.transpose(0, 1)
-    return _response(request, layer, output, state, limits=limits, seed=seed, loaded=loaded)
+    response = _response(request, layer, output, state, limits=limits, seed=seed, loaded=loaded)
+    response.initial_state = "zeros" if hidden is None else "given"
+    return response
 
 
 def _forward_texts(
@@ -155,6 +157,11 @@ def _forward_texts(
     for row, token_ids in enumerate(encoded.ids):
         ids[row, : len(token_ids)] = torch.tensor(token_ids)
     hidden = _initial_state(request, layer, len(texts), limits, loaded.device)
+    initial = "given" if hidden is not None else "zeros"
+    if hidden is None and loaded.eos_id is not None:
+        # A fresh text: where every text began in training, after the <eos> that ends the last.
+        hidden = loaded.model.start_state(len(texts), loaded.eos_id)
+        initial = "eos"
     result = loaded.model.recurrent(
         ids.to(loaded.device),
         hidden,
@@ -164,6 +171,7 @@ def _forward_texts(
     state = result.hn if result.cn is None else (result.hn, result.cn)
     response = _response(request, layer, output, state, limits=limits, loaded=loaded)
     response.lengths = lengths
+    response.initial_state = initial
     response.tokens = encoded.tokens
     response.ids = encoded.ids
     return response

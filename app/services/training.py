@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from app.corpora import CorpusStore, read_lines
+from app.corpora import CorpusStore
 from app.errors import ConflictError, InvalidInputError, located
 from app.jobs import files
 from app.jobs.manager import JobManager
@@ -26,6 +26,7 @@ from app.schemas.training import JobInfo, JobMetrics, JobProgress, TrainRequest
 from app.services.registry import build_from_texts
 from app.settings import Limits
 from app.tokenizers import TokenizerCache
+from models.boundaries import Boundary, end_id, join_stream, split_texts
 from models.errors import ConfigError
 from models.evaluation import bigram_perplexity, unigram_perplexity
 from models.seeding import fresh_seed
@@ -54,13 +55,19 @@ def training_config(request: TrainRequest) -> TrainingConfig:
 def prepare_job(
     job_id: str,
     request: TrainRequest,
-    lines: list[str],
+    documents: list[str],
     registry: ModelRegistry,
     tokenizers: TokenizerCache,
     limits: Limits,
     job_dir: Path,
 ) -> PreparedJob:
-    """Segment, encode, split and write the data; raise a 4xx error for an impossible request."""
+    """Split into texts, segment, encode, split and write the data; raise a 4xx error for an
+    impossible request.
+
+    The model's boundary rule says what a text is in each document (a request's text or the
+    corpus); the stream closes every text with ``<eos>`` when the model has one, and the
+    held-out tail is then whole texts.
+    """
     with located("body"):
         config = training_config(request)  # ConfigError → 422 naming the field
     base_version = None
@@ -69,11 +76,11 @@ def prepare_job(
         if request.model in registry.names():
             raise ConflictError(f"model {request.model!r} already exists", model=request.model)
         create = request.create
-        per_line, vocab, model_config = build_from_texts(
-            create, lines, tokenizers, limits, location="body.create"
-        )
-        tokens = [token for line_tokens in per_line for token in line_tokens]
         tokenizer_config = create.tokenizer.to_config()
+        texts = _texts(documents, tokenizer_config.boundary)
+        per_text, vocab, model_config = build_from_texts(
+            create, texts, tokenizers, limits, location="body.create"
+        )
         # Recorded, so the initial weights of every job can be reproduced.
         model_seed = create.seed if create.seed is not None else fresh_seed()
     else:
@@ -81,22 +88,26 @@ def prepare_job(
         base_version = loaded.version
         base_path = registry.path(request.model, base_version)
         tokenizer_config = loaded.tokenizer_config
-        tokens = [token for line in lines for token in loaded.tokenizer.tokenize(line)]
+        texts = _texts(documents, tokenizer_config.boundary)
+        per_text = [loaded.tokenizer.tokenize(text) for text in texts]
         vocab = loaded.vocab
         model_config = loaded.config
         model_seed = None
     if request.dropout is not None:
         with located("body"):
             model_config = replace(model_config, dropout=request.dropout)
-    if not tokens:
+    per_text = [tokens for tokens in per_text if tokens]
+    if not per_text:
         raise InvalidInputError(
             "the training text has no tokens once segmented", field="body.texts"
         )
-    oov, total = vocab.count_oov(tokens)
+    eos_id = end_id(vocab.eos_id, tokenizer_config.boundary)
+    oov, total = vocab.count_oov(token for tokens in per_text for token in tokens)
     with located("body.texts" if request.texts is not None else "body.corpus_id"):
-        ids = torch.tensor(vocab.encode(tokens), dtype=torch.long)  # no <unk>: UnknownTokenError
+        # no <unk>: UnknownTokenError
+        ids = torch.tensor(join_stream(map(vocab.encode, per_text), eos_id), dtype=torch.long)
     val_fraction = request.val_fraction
-    train_ids, val_ids = split_ids(ids, val_fraction)
+    train_ids, val_ids = split_ids(ids, val_fraction, eos_id)
     if val_fraction > 0 and len(val_ids) < 2:
         raise ConfigError(
             f"val_fraction {val_fraction} of {len(ids)} tokens leaves under 2 held-out tokens",
@@ -104,6 +115,9 @@ def prepare_job(
         )
     with located("body"):
         check_trainable(len(train_ids), config)
+    whole_texts = eos_id is not None and len(val_ids) > 0 and int(train_ids[-1]) == eos_id
+    # The bigram's first target is predicted from the <eos> before it, as the model's is.
+    bigram_ids = torch.cat([train_ids[-1:], val_ids]) if eos_id is not None else val_ids
     data = DataSummary(
         tokens=len(ids),
         train_tokens=len(train_ids),
@@ -115,8 +129,10 @@ def prepare_job(
             unigram_perplexity(train_ids, val_ids, len(vocab)) if len(val_ids) else None
         ),
         bigram_perplexity=(
-            bigram_perplexity(train_ids, val_ids, len(vocab)) if len(val_ids) >= 2 else None
+            bigram_perplexity(train_ids, bigram_ids, len(vocab)) if len(bigram_ids) >= 2 else None
         ),
+        texts=len(per_text),
+        val_texts=int((val_ids == eos_id).sum()) if whole_texts else None,
     )
     files.write_prepared(job_dir, train_ids, val_ids, vocab)
     spec = JobSpec(
@@ -137,6 +153,10 @@ def prepare_job(
     return PreparedJob(spec=spec, data=data, settings=settings)
 
 
+def _texts(documents: list[str], boundary: Boundary) -> list[str]:
+    return [text for document in documents for text in split_texts(document, boundary)]
+
+
 def submit(
     request: TrainRequest,
     jobs: JobManager,
@@ -148,15 +168,15 @@ def submit(
     """Check and prepare the data (422/404/409 at once), then queue the job."""
     if request.texts is not None:
         check_limit(limits, "max_training_chars", sum(len(text) for text in request.texts))
-        lines = [text for text in request.texts if text.strip()]
+        documents = list(request.texts)
     else:
-        lines = read_lines(corpora.read_text(request.corpus_id or ""))
+        documents = [corpora.read_text(request.corpus_id or "")]
     if request.create is not None and jobs.creating(request.model):
         raise ConflictError(f"another job is already creating model {request.model!r}")
     job_id = jobs.new_job_id()
     job_dir = jobs.job_dir(job_id)
     try:
-        prepared = prepare_job(job_id, request, lines, registry, tokenizers, limits, job_dir)
+        prepared = prepare_job(job_id, request, documents, registry, tokenizers, limits, job_dir)
     except BaseException:
         files.discard(job_dir)
         raise

@@ -124,7 +124,10 @@ def test_a_running_service_picks_up_what_the_cli_publishes(tmp_path, make_client
     data_dir = str(client.app.state.service.settings.data_dir)
     corpus = tmp_path / "lesson.txt"
     corpus.write_text(CORPUS, encoding="utf-8")
-    assert main(["train", str(corpus), "--model", "demo", "--data-dir", data_dir, *TRAIN[:4]]) == 0
+    assert (
+        main(["train", str(corpus), "--model", "lesson-rnn", "--data-dir", data_dir, *TRAIN[:4]])
+        == 0
+    )
     assert (
         main(["train", str(corpus), "--model", "new", "--create", "--data-dir", data_dir, *TRAIN])
         == 0
@@ -134,7 +137,7 @@ def test_a_running_service_picks_up_what_the_cli_publishes(tmp_path, make_client
         if client.get("/models/new").status_code == 200:
             break
         time.sleep(0.05)
-    assert client.get("/models/demo").json()["versions"] == [1, 2]
-    answer = client.post("/predict", json={"model": "demo", "text": "我爱"})
-    assert answer.headers["Seqlab-Model"] == "demo@2"
+    assert client.get("/models/lesson-rnn").json()["versions"] == [1, 2]
+    answer = client.post("/predict", json={"model": "lesson-rnn", "text": "我爱"})
+    assert answer.headers["Seqlab-Model"] == "lesson-rnn@2"
     assert client.get("/models/new").json()["version"] == 1

@@ -131,6 +131,11 @@ def over(case_id: str, path: str, body: Any, limit: str, **kwargs: Any) -> Any:
     return post(case_id, path, body, 413, limit=limit, slug="limit-exceeded", **kwargs)
 
 
+def over_value(case_id: str, path: str, body: Any, limit: str, field: str) -> Any:
+    """A value over its limit (not a size of data): a 422 naming the field and the limit."""
+    return post(case_id, path, body, 422, limit=limit, field=field, slug="invalid-input")
+
+
 def not_json(case_id: str, path: str) -> Any:
     """A text/plain body where the route reads JSON: 415, naming the content type."""
     return case(
@@ -822,6 +827,199 @@ CASES = [
         slug="not-found",
         mentions=("nope",),
     ),
+    post(
+        "predict-text-and-texts",
+        "/predict",
+        {"model": "lesson", "text": "我爱", "texts": ["我爱"]},
+        422,
+        mentions=("exactly one",),
+    ),
+    post(
+        "predict-texts-empty-list",
+        "/predict",
+        {"model": "lesson", "texts": []},
+        422,
+        field="body.texts",
+    ),
+    post(
+        "predict-texts-one-without-tokens",
+        "/predict",
+        {"model": "unky", "texts": ["我爱", "   "], "k": 1},
+        422,
+        field="body.texts.1",
+    ),
+    over(
+        "limit-max-texts-predict",
+        "/predict",
+        {"model": "lesson", "texts": ["我"] * 3, "k": 1},
+        "max_texts",
+    ),
+    post(
+        "generate-n-0",
+        "/generate",
+        {"model": "lesson", "prompt": "我爱", "n": 0},
+        422,
+        field="body.n",
+    ),
+    post(
+        "generate-repetition-penalty-0",
+        "/generate",
+        {"model": "lesson", "prompt": "我爱", "repetition_penalty": 0},
+        422,
+        field="body.repetition_penalty",
+    ),
+    post(
+        "generate-stop-empty-string",
+        "/generate",
+        {"model": "lesson", "prompt": "我爱", "stop": [""]},
+        422,
+        field="body.stop.0",
+    ),
+    post(
+        "generate-stream-not-a-bool",
+        "/generate",
+        {"model": "lesson", "prompt": "我爱", "stream": "yes"},
+        422,
+        field="body.stream",
+    ),
+    over(
+        "limit-max-text-chars-generate",
+        "/generate",
+        {"model": "lesson", "prompt": "我" * 21, "max_tokens": 2},
+        "max_text_chars",
+    ),
+    post(
+        "generate-stream-unknown-model",
+        "/generate",
+        {"model": "nope", "prompt": "我爱", "stream": True},
+        404,
+        slug="not-found",
+    ),
+    # -- /score --------------------------------------------------------------------------------
+    post("score-unknown-model", "/score", {"model": "nope", "text": "我爱"}, 404, slug="not-found"),
+    post(
+        "score-no-text",
+        "/score",
+        {"model": "lesson"},
+        422,
+        mentions=("exactly one",),
+    ),
+    post(
+        "score-text-without-tokens",
+        "/score",
+        {"model": "unky", "text": "   "},
+        422,
+        field="body.text",
+    ),
+    post(
+        "score-one-token-without-eos",
+        "/score",
+        {"model": "lesson", "texts": ["我爱", "我"]},
+        422,
+        field="body.texts.1",
+        mentions=("<eos>",),
+    ),
+    post(
+        "score-oov-without-unk",
+        "/score",
+        {"model": "lesson", "text": "我爱猫"},
+        422,
+        mentions=("猫",),
+    ),
+    over("limit-max-texts-score", "/score", {"model": "unky", "texts": ["我"] * 3}, "max_texts"),
+    not_json("score-text-plain-415", "/score"),
+    # -- query parameters ----------------------------------------------------------------------
+    case(
+        "query-unknown-parameter",
+        "POST",
+        "/predict?verison=1",
+        422,
+        json={"model": "lesson", "text": "我爱"},
+        field="query.verison",
+        mentions=("verison",),
+    ),
+    case(
+        "query-unknown-parameter-get",
+        "GET",
+        "/models?limit=3",
+        422,
+        field="query.limit",
+    ),
+    case(
+        "query-version-disagrees-with-body",
+        "POST",
+        "/predict?version=2",
+        422,
+        json={"model": "lesson", "text": "我爱", "version": 1},
+        field="query.version",
+    ),
+    case(
+        "query-version-unknown",
+        "POST",
+        "/score?version=9",
+        404,
+        json={"model": "unky", "text": "我爱"},
+        mentions=("9",),
+    ),
+    case(
+        "query-version-not-a-number",
+        "POST",
+        "/generate?version=two",
+        422,
+        json={"model": "lesson", "prompt": "我爱"},
+        field="query.version",
+    ),
+    case(
+        "query-version-without-model",
+        "POST",
+        "/tokenize?version=1",
+        422,
+        json={"text": "我爱"},
+        field="query.version",
+    ),
+    # -- new models: boundaries and output layers ----------------------------------------------
+    post(
+        "create-unknown-boundary",
+        "/models",
+        {**LESSON_MODEL, "name": "big", "tokenizer": {"boundary": "sentence"}},
+        422,
+        field="body.tokenizer.boundary",
+    ),
+    post(
+        "create-adaptive-tied",
+        "/models",
+        {
+            **LESSON_MODEL,
+            "name": "big",
+            "vocab": {},
+            "output": "adaptive",
+            "tie_weights": True,
+            "embedding_dim": 5,
+        },
+        422,
+        field="body.tie_weights",
+    ),
+    post(
+        "create-adaptive-first-seen",
+        "/models",
+        {**LESSON_MODEL, "name": "big", "output": "adaptive", "vocab": {"order": "first_seen"}},
+        422,
+        mentions=("frequency",),
+    ),
+    post(
+        "create-cutoffs-for-full",
+        "/models",
+        {**LESSON_MODEL, "name": "big", "cutoffs": [3]},
+        422,
+        mentions=("adaptive",),
+    ),
+    post(
+        "create-adaptive-bad-cutoffs",
+        "/models",
+        {**LESSON_MODEL, "name": "big", "vocab": {}, "output": "adaptive", "cutoffs": [5, 2]},
+        422,
+        field="body.cutoffs",
+    ),
     # -- /train (no case starts a job) ---------------------------------------------------------
     post(
         "train-unknown-model",
@@ -976,47 +1174,54 @@ CASES = [
         {"ids": list(range(11)), "seq_len": 2},
         "max_tokens_per_forward",
     ),
-    over(
+    over_value(
         "limit-max-hidden-size-rnn",
         "/rnn/forward",
         {"rnn": {"input_size": 2, "hidden_size": 9}, "input": X},
         "max_hidden_size",
+        "body.rnn.hidden_size",
     ),
-    over(
+    over_value(
         "limit-max-hidden-size-create",
         "/models",
         {**LESSON_MODEL, "name": "big", "hidden_size": 9},
         "max_hidden_size",
+        "body.hidden_size",
     ),
-    over(
+    over_value(
         "limit-max-num-layers-rnn",
         "/rnn/forward",
         {"rnn": {**RNN, "num_layers": 3}, "input": X},
         "max_num_layers",
+        "body.rnn.num_layers",
     ),
-    over(
+    over_value(
         "limit-max-num-layers-create",
         "/models",
         {**LESSON_MODEL, "name": "big", "num_layers": 3},
         "max_num_layers",
+        "body.num_layers",
     ),
-    over(
+    over_value(
         "limit-max-embedding-dim-rnn",
         "/rnn/forward",
         {"rnn": {"input_size": 9, "hidden_size": 1}, "input": [[[0.0] * 9]]},
         "max_embedding_dim",
+        "body.rnn.input_size",
     ),
-    over(
+    over_value(
         "limit-max-embedding-dim-create",
         "/models",
         {**LESSON_MODEL, "name": "big", "embedding_dim": 9},
         "max_embedding_dim",
+        "body.embedding_dim",
     ),
-    over(
+    over_value(
         "limit-max-embedding-dim-huge-int",
         "/models",
         {**LESSON_MODEL, "name": "big", "embedding_dim": 2**70},
         "max_embedding_dim",
+        "body.embedding_dim",
     ),
     over(
         "limit-max-vocab-size-create",
@@ -1046,13 +1251,20 @@ CASES = [
         {"text": "我爱", "user_words": ["甲乙", "丙丁", "戊己"]},
         "max_user_words",
     ),
-    over(
+    over_value(
         "limit-max-generate-tokens",
         "/generate",
         {"model": "lesson", "prompt": "我爱", "max_tokens": 6},
         "max_generate_tokens",
+        "body.max_tokens",
     ),
-    over("limit-max-top-k", "/predict", {"model": "lesson", "text": "我爱", "k": 4}, "max_top_k"),
+    over_value(
+        "limit-max-top-k",
+        "/predict",
+        {"model": "lesson", "text": "我爱", "k": 4},
+        "max_top_k",
+        "body.k",
+    ),
     over(
         "limit-max-training-chars-train",
         "/train",
@@ -1068,7 +1280,13 @@ CASES = [
         headers=TEXT,
         limit="max_corpus_bytes",
     ),
-    over("limit-max-seq-len", "/dataset/preview", {"ids": [1, 2, 3], "seq_len": 5}, "max_seq_len"),
+    over_value(
+        "limit-max-seq-len",
+        "/dataset/preview",
+        {"ids": [1, 2, 3], "seq_len": 5},
+        "max_seq_len",
+        "body.seq_len",
+    ),
     # -- routing -------------------------------------------------------------------------------
     case("unknown-route", "GET", "/nowhere", 404, slug="not-found", mentions=("/nowhere",)),
     case("unknown-route-post", "POST", "/v2/tokenize", 404, json={"text": "x"}),

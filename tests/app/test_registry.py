@@ -233,7 +233,10 @@ def test_restart_keeps_models_versions_and_vectors(make_settings):
         assert after["created_at"] == before["created_at"]
         again = second.post("/embed", json={"model": "lesson", "text": "我爱学习"}).json()
         assert again["vectors"] == vectors["vectors"]
-        assert {m["name"] for m in second.get("/models").json()["models"]} == {"demo", "lesson"}
+        assert {m["name"] for m in second.get("/models").json()["models"]} == {
+            "lesson-rnn",
+            "lesson",
+        }
     finally:
         second.__exit__(None, None, None)
 

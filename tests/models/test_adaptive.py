@@ -33,7 +33,8 @@ def adaptive(vocab_size: int = 200, cutoffs: tuple[int, ...] = (20, 80)) -> RNNL
 def test_cutoffs_follow_the_coverage_of_a_sorted_vocabulary():
     counts = torch.bincount(zipf_stream(2000, 50_000), minlength=2000)
     cutoffs = choose_cutoffs(counts)
-    assert len(cutoffs) == 2 and 0 < cutoffs[0] < cutoffs[1] < 2000
+    assert len(cutoffs) == 2
+    assert 0 < cutoffs[0] < cutoffs[1] < 2000
     ranked = counts.sort(descending=True).values.double()
     head_share = ranked[: cutoffs[0]].sum() / ranked.sum()
     assert 0.8 <= head_share < 0.81

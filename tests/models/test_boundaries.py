@@ -37,7 +37,7 @@ def test_streams_close_every_text_with_eos_and_split_back():
     stream = join_stream([[5, 6], [7], [8, 9, 10]], eos_id=2)
     assert stream == [5, 6, 2, 7, 2, 8, 9, 10, 2]
     assert join_stream([[5, 6], [7]], eos_id=None) == [5, 6, 7]
-    pieces = split_stream(torch.tensor(stream + [11]), 2)
+    pieces = split_stream(torch.tensor([*stream, 11]), 2)
     assert [p.tolist() for p in pieces] == [[5, 6, 2], [7, 2], [8, 9, 10, 2], [11]]
 
 
@@ -47,7 +47,7 @@ def test_the_held_out_tail_is_whole_texts():
     train, val = split_ids(stream, 0.5, eos_id=2)
     assert train.tolist() + val.tolist() == stream.tolist()
     assert train[-1] == 2  # ends a text
-    assert val.tolist() == list(range(10, 20)) + [2]
+    assert val.tolist() == [*list(range(10, 20)), 2]
     # without <eos> the cut is at the fraction itself
     assert boundary_cut(stream, 0.5, None) == len(stream) - len(stream) // 2
     # one text only: nothing to move to

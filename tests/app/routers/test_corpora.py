@@ -41,7 +41,8 @@ def test_upload_a_file_and_train_from_it(client):
         },
     ).json()
     assert job["status"] == "succeeded", job["error"]
-    assert job["data"]["tokens"] == 20 * (5 + 4 + 4)  # tokens of the three lines, 20 times
+    # tokens of the three lines and an <eos> after each, 20 times
+    assert job["data"]["tokens"] == 20 * (5 + 4 + 4 + 3)
     assert client.get("/models/from-corpus").json()["version"] == 1
 
 

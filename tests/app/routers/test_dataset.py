@@ -9,14 +9,14 @@ from tests.conftest import LESSON_IDS
 def test_texts_with_a_model_are_encoded_with_its_vocabulary(shared_client):
     texts = ["我爱学习", "我爱机器学习"]
     preview = shared_client.post(
-        "/dataset/preview", json={"model": "demo", "texts": texts, "seq_len": 2}
+        "/dataset/preview", json={"model": "lesson-rnn", "texts": texts, "seq_len": 2}
     ).json()
-    tokenized = shared_client.post("/tokenize", json={"texts": texts, "model": "demo"}).json()
+    tokenized = shared_client.post("/tokenize", json={"texts": texts, "model": "lesson-rnn"}).json()
     assert preview["ids"] == [token for ids in tokenized["ids"] for token in ids]
     assert preview["tokens"] == [token for tokens in tokenized["tokens"] for token in tokens]
-    assert preview["model"] == "demo"
+    assert preview["model"] == "lesson-rnn"
     assert preview["version"] == 1
-    assert preview.get("vocab") is None  # the model's own, listed at /models/demo/vocab
+    assert preview.get("vocab") is None  # the model's own, listed at /models/lesson-rnn/vocab
 
 
 def test_stride_skips_window_starts(shared_client):

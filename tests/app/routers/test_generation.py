@@ -2,8 +2,8 @@
 
 
 def test_predict_gives_sorted_candidates_with_probabilities(shared_client):
-    response = shared_client.post("/predict", json={"model": "demo", "text": "我爱", "k": 5})
-    assert response.headers["Seqlab-Model"] == "demo@1"
+    response = shared_client.post("/predict", json={"model": "lesson-rnn", "text": "我爱", "k": 5})
+    assert response.headers["Seqlab-Model"] == "lesson-rnn@1"
     body = response.json()
     assert body["tokens"] == ["我", "爱"]
     probabilities = [c["probability"] for c in body["candidates"]]
@@ -14,7 +14,7 @@ def test_predict_gives_sorted_candidates_with_probabilities(shared_client):
 
 
 def test_generate_is_reproducible_with_a_seed(shared_client):
-    request = {"model": "demo", "prompt": "我爱", "max_tokens": 8, "seed": 3}
+    request = {"model": "lesson-rnn", "prompt": "我爱", "max_tokens": 8, "seed": 3}
     first = shared_client.post("/generate", json=request).json()
     second = shared_client.post("/generate", json=request).json()
     assert first == second
@@ -25,17 +25,21 @@ def test_generate_is_reproducible_with_a_seed(shared_client):
 
 def test_greedy_generation_follows_predict(shared_client):
     generated = shared_client.post(
-        "/generate", json={"model": "demo", "prompt": "我爱", "max_tokens": 1, "temperature": 0}
+        "/generate",
+        json={"model": "lesson-rnn", "prompt": "我爱", "max_tokens": 1, "temperature": 0},
     ).json()
-    best = shared_client.post("/predict", json={"model": "demo", "text": "我爱", "k": 1}).json()
+    best = shared_client.post(
+        "/predict", json={"model": "lesson-rnn", "text": "我爱", "k": 1}
+    ).json()
     assert generated["ids"] == [best["candidates"][0]["id"]]
 
 
 def test_top_k_one_is_greedy(shared_client):
     greedy = shared_client.post(
-        "/generate", json={"model": "demo", "prompt": "我", "max_tokens": 6, "temperature": 0}
+        "/generate", json={"model": "lesson-rnn", "prompt": "我", "max_tokens": 6, "temperature": 0}
     ).json()
     top1 = shared_client.post(
-        "/generate", json={"model": "demo", "prompt": "我", "max_tokens": 6, "top_k": 1, "seed": 9}
+        "/generate",
+        json={"model": "lesson-rnn", "prompt": "我", "max_tokens": 6, "top_k": 1, "seed": 9},
     ).json()
     assert greedy["tokens"] == top1["tokens"]

@@ -25,7 +25,7 @@ def test_info_reports_the_installed_versions_device_limits_and_models(shared_cli
     assert info["fastapi"] == version("fastapi")
     assert info["device"] == "cpu"
     assert info["limits"]["max_texts"] == 64
-    assert "demo" in info["models_loaded"]
+    assert "lesson-rnn" in info["models_loaded"]
 
 
 def test_metrics_count_requests_by_route_and_status(shared_client):
@@ -41,7 +41,7 @@ def test_metrics_count_requests_by_route_and_status(shared_client):
 
 
 def test_metrics_label_routes_by_template(shared_client):
-    shared_client.get("/models/demo")
+    shared_client.get("/models/lesson-rnn")
     shared_client.get("/models/nothing-here")
     text = shared_client.get("/metrics").text
     assert 'route="/models/{name}"' in text
@@ -65,7 +65,7 @@ def test_ready_is_503_until_loaded(make_settings):
         response = client.get("/ready")
         assert response.status_code == 503
         assert response.json()["jieba"] is False
-        refused = client.post("/embed", json={"model": "demo", "text": "我"})
+        refused = client.post("/embed", json={"model": "lesson-rnn", "text": "我"})
         assert refused.status_code == 503
         assert refused.json()["title"] == "Not ready"
         gate_open = True

@@ -5,7 +5,7 @@ from tests.app.conftest import LESSON_MODEL
 
 def test_first_start_creates_the_demo_model(client):
     models = client.get("/models").json()["models"]
-    assert [m["name"] for m in models] == ["demo"]
+    assert [m["name"] for m in models] == ["lesson-rnn"]
     demo = models[0]
     assert demo["version"] == 1
     assert demo["config"]["embedding_dim"] == 4
@@ -77,10 +77,10 @@ def test_frequency_order_and_min_freq_shape_the_vocabulary(client):
 
 
 def test_pinning_a_version_that_does_not_exist_is_404(client):
-    response = client.get("/models/demo", params={"version": 7})
+    response = client.get("/models/lesson-rnn", params={"version": 7})
     assert response.status_code == 404
     assert "no version 7" in response.json()["detail"]
-    assert client.get("/models/demo", params={"version": 1}).json()["version"] == 1
+    assert client.get("/models/lesson-rnn", params={"version": 1}).json()["version"] == 1
 
 
 def test_without_the_demo_a_fresh_data_dir_has_no_models(make_client):

@@ -5,7 +5,7 @@ import torch
 
 def test_text_form_pads_and_stops_each_text_at_its_last_token(shared_client):
     texts = ["我爱学习自然语言处理", "我爱机器学习"]
-    body = shared_client.post("/rnn/forward", json={"model": "demo", "texts": texts}).json()
+    body = shared_client.post("/rnn/forward", json={"model": "lesson-rnn", "texts": texts}).json()
     assert body["lengths"] == [5, 4]
     assert body["output"]["shape"] == [5, 2, 5]  # [seq_len, batch, hidden]
     assert body["hn"]["shape"] == [2, 2, 5]  # [num_layers, batch, hidden]
@@ -15,16 +15,18 @@ def test_text_form_pads_and_stops_each_text_at_its_last_token(shared_client):
     torch.testing.assert_close(hn[-1, 0], output[4, 0])
     torch.testing.assert_close(hn[-1, 1], output[3, 1])
     assert torch.all(output[4, 1] == 0)  # padding step
-    alone = shared_client.post("/rnn/forward", json={"model": "demo", "text": texts[1]}).json()
+    alone = shared_client.post(
+        "/rnn/forward", json={"model": "lesson-rnn", "text": texts[1]}
+    ).json()
     torch.testing.assert_close(torch.tensor(alone["hn"]["values"])[:, 0], hn[:, 1])
-    assert body["model"] == "demo"
+    assert body["model"] == "lesson-rnn"
 
 
 def test_text_form_starts_from_a_given_h0(shared_client):
     h0 = torch.ones(2, 1, 5).tolist()
-    plain = shared_client.post("/rnn/forward", json={"model": "demo", "text": "我爱"}).json()
+    plain = shared_client.post("/rnn/forward", json={"model": "lesson-rnn", "text": "我爱"}).json()
     primed = shared_client.post(
-        "/rnn/forward", json={"model": "demo", "text": "我爱", "h0": h0}
+        "/rnn/forward", json={"model": "lesson-rnn", "text": "我爱", "h0": h0}
     ).json()
     assert plain["hn"] != primed["hn"]
 
@@ -32,7 +34,7 @@ def test_text_form_starts_from_a_given_h0(shared_client):
 def test_tensor_form_through_a_models_layer(shared_client):
     x = torch.randn(3, 2, 4, generator=torch.Generator().manual_seed(0)).tolist()
     body = shared_client.post(
-        "/rnn/forward", json={"model": "demo", "input": x, "return_weights": True}
+        "/rnn/forward", json={"model": "lesson-rnn", "input": x, "return_weights": True}
     ).json()
     assert body["output"]["shape"] == [3, 2, 5]
     local = torch.nn.RNN(4, 5, num_layers=2)

@@ -48,11 +48,11 @@ def test_hmm_off_and_drop_punctuation_change_the_tokens(shared_client):
 
 def test_with_a_model_gives_ids_and_names_the_model(shared_client):
     response = shared_client.post(
-        "/tokenize", json={"texts": ["我爱学习", "我爱猫咪"], "model": "demo"}
+        "/tokenize", json={"texts": ["我爱学习", "我爱猫咪"], "model": "lesson-rnn"}
     )
-    assert response.headers["Seqlab-Model"] == "demo@1"
+    assert response.headers["Seqlab-Model"] == "lesson-rnn@1"
     body = response.json()
-    assert body["model"] == "demo"
+    assert body["model"] == "lesson-rnn"
     assert body["version"] == 1
     assert len(body["ids"]) == 2
     unk = 1  # default specials: <pad>=0, <unk>=1

@@ -27,7 +27,7 @@ def wait_for(client, job_id: str, predicate, timeout: float = 60.0) -> dict:
     raise AssertionError(f"job {job_id} never reached the expected state: {job}")
 
 
-def long_job(client, model: str = "demo") -> dict:
+def long_job(client, model: str = "lesson-rnn") -> dict:
     """A job that runs until it is stopped (many epochs over the demo's own sample)."""
     response = client.post(
         "/train", json={"model": model, "texts": SMALL_TEXTS * 10, **QUICK, "epochs": 10_000}
@@ -81,9 +81,11 @@ def test_create_and_train_on_real_text_beats_the_unigram_baseline(client):
 
 
 def test_training_an_existing_model_publishes_the_next_version(client):
-    before = client.post("/embed", json={"model": "demo", "text": "我爱学习"}).json()["vectors"]
+    before = client.post("/embed", json={"model": "lesson-rnn", "text": "我爱学习"}).json()[
+        "vectors"
+    ]
     response = client.post(
-        "/train", json={"model": "demo", "texts": SMALL_TEXTS, **QUICK, "wait": True}
+        "/train", json={"model": "lesson-rnn", "texts": SMALL_TEXTS, **QUICK, "wait": True}
     )
     assert response.status_code == 200
     job = response.json()
@@ -91,18 +93,18 @@ def test_training_an_existing_model_publishes_the_next_version(client):
     assert job["base_version"] == 1
     assert job["version"] == 2
     assert job["data"]["oov_rate"] == 0.0  # the demo's vocabulary holds the lesson's words
-    after = client.post("/embed", json={"model": "demo", "text": "我爱学习"})
-    assert after.headers["Seqlab-Model"] == "demo@2"
+    after = client.post("/embed", json={"model": "lesson-rnn", "text": "我爱学习"})
+    assert after.headers["Seqlab-Model"] == "lesson-rnn@2"
     assert after.json()["vectors"] != before
-    pinned = client.post("/embed", json={"model": "demo", "version": 1, "text": "我爱学习"})
+    pinned = client.post("/embed", json={"model": "lesson-rnn", "version": 1, "text": "我爱学习"})
     assert pinned.json()["vectors"] == before
-    assert client.get("/models/demo").json()["versions"] == [1, 2]
+    assert client.get("/models/lesson-rnn").json()["versions"] == [1, 2]
 
 
 def test_oov_rate_of_the_training_text_is_reported(client):
     texts = ["量子计算机与区块链", *SMALL_TEXTS]
     job = client.post(
-        "/train", json={"model": "demo", "texts": texts, **QUICK, "wait": True}
+        "/train", json={"model": "lesson-rnn", "texts": texts, **QUICK, "wait": True}
     ).json()
     assert job["status"] == "succeeded"
     assert job["data"]["oov_tokens"] > 0
@@ -134,7 +136,7 @@ def test_cancel_a_running_job_publishes_nothing(client):
     cancelled = client.delete(f"/train/{job['job_id']}")
     assert cancelled.status_code == 200
     assert cancelled.json()["status"] == "cancelled"
-    assert client.get("/models/demo").json()["versions"] == [1]
+    assert client.get("/models/lesson-rnn").json()["versions"] == [1]
     again = client.delete(f"/train/{job['job_id']}")
     assert again.status_code == 409
 
@@ -145,16 +147,17 @@ def test_killing_the_worker_fails_the_job_and_keeps_the_served_version(client):
     failed = wait_for(client, job["job_id"], lambda j: j["status"] == "failed")
     assert "worker process died" in failed["error"]
     assert "signal 9" in failed["error"]
-    response = client.post("/predict", json={"model": "demo", "text": "我爱"})
+    response = client.post("/predict", json={"model": "lesson-rnn", "text": "我爱"})
     assert response.status_code == 200
-    assert response.headers["Seqlab-Model"] == "demo@1"
+    assert response.headers["Seqlab-Model"] == "lesson-rnn@1"
 
 
 def test_inference_answers_while_a_job_runs(client):
     job = long_job(client)
     for _ in range(5):
         assert (
-            client.post("/rnn/forward", json={"model": "demo", "text": "我爱"}).status_code == 200
+            client.post("/rnn/forward", json={"model": "lesson-rnn", "text": "我爱"}).status_code
+            == 200
         )
         assert client.post("/tokenize", json={"text": "我爱学习"}).status_code == 200
     assert client.get(f"/train/{job['job_id']}").json()["status"] == "running"
@@ -163,20 +166,24 @@ def test_inference_answers_while_a_job_runs(client):
 
 def test_jobs_queue_one_at_a_time_and_list_by_status(client):
     first = long_job(client)
-    second = client.post("/train", json={"model": "demo", "texts": SMALL_TEXTS, **QUICK}).json()
+    second = client.post(
+        "/train", json={"model": "lesson-rnn", "texts": SMALL_TEXTS, **QUICK}
+    ).json()
     assert second["status"] == "queued"
     queued = client.get("/train", params={"status": "queued"}).json()["jobs"]
     assert [j["job_id"] for j in queued] == [second["job_id"]]
     client.delete(f"/train/{first['job_id']}")
     done = wait_for(client, second["job_id"], lambda j: j["status"] == "succeeded")
     assert done["version"] == 2
-    by_model = client.get("/train", params={"model": "demo"}).json()["jobs"]
+    by_model = client.get("/train", params={"model": "lesson-rnn"}).json()["jobs"]
     assert {j["status"] for j in by_model} == {"cancelled", "succeeded"}
 
 
 def test_a_cancelled_queued_job_never_runs_and_publishes_nothing(client):
     first = long_job(client)
-    second = client.post("/train", json={"model": "demo", "texts": SMALL_TEXTS, **QUICK}).json()
+    second = client.post(
+        "/train", json={"model": "lesson-rnn", "texts": SMALL_TEXTS, **QUICK}
+    ).json()
     assert second["status"] == "queued"
     assert client.delete(f"/train/{second['job_id']}").json()["status"] == "cancelled"
     client.delete(f"/train/{first['job_id']}")
@@ -188,11 +195,11 @@ def test_a_cancelled_queued_job_never_runs_and_publishes_nothing(client):
     assert job["progress"]["step"] == 0
     assert job["metrics"]["history"] == {"epochs": [], "steps": []}
     assert job["version"] is None
-    assert client.get("/models/demo").json()["versions"] == [1]
+    assert client.get("/models/lesson-rnn").json()["versions"] == [1]
 
 
 def test_events_stream_progress_and_a_final_event(client):
-    body = {"model": "demo", "texts": SMALL_TEXTS * 5, **QUICK, "epochs": 3, "log_every": 2}
+    body = {"model": "lesson-rnn", "texts": SMALL_TEXTS * 5, **QUICK, "epochs": 3, "log_every": 2}
     job = client.post("/train", json=body).json()
     events = []
     with client.stream("GET", f"/train/{job['job_id']}/events") as stream:
@@ -220,7 +227,7 @@ def test_restart_keeps_job_history_and_fails_interrupted_jobs(make_settings):
     first = start_client(settings)
     try:
         done = first.post(
-            "/train", json={"model": "demo", "texts": SMALL_TEXTS, **QUICK, "wait": True}
+            "/train", json={"model": "lesson-rnn", "texts": SMALL_TEXTS, **QUICK, "wait": True}
         ).json()
         running = long_job(first)
     finally:
@@ -232,8 +239,10 @@ def test_restart_keeps_job_history_and_fails_interrupted_jobs(make_settings):
         interrupted = jobs[running["job_id"]]
         assert interrupted["status"] == "failed"
         assert "interrupted" in interrupted["error"]
-        assert second.get("/models/demo").json()["versions"] == [1, 2]
-        assert second.post("/predict", json={"model": "demo", "text": "我"}).status_code == 200
+        assert second.get("/models/lesson-rnn").json()["versions"] == [1, 2]
+        assert (
+            second.post("/predict", json={"model": "lesson-rnn", "text": "我"}).status_code == 200
+        )
     finally:
         second.__exit__(None, None, None)
 
@@ -243,7 +252,7 @@ def test_unknown_models_corpora_and_jobs_are_404(client):
     assert response.status_code == 404
     assert "nothing" in response.json()["detail"]
     response = client.post(
-        "/train", json={"model": "demo", "corpus_id": "0123456789abcdef", **QUICK}
+        "/train", json={"model": "lesson-rnn", "corpus_id": "0123456789abcdef", **QUICK}
     )
     assert response.status_code == 404
     assert client.get("/train/0123456789abcdef").status_code == 404
@@ -251,7 +260,7 @@ def test_unknown_models_corpora_and_jobs_are_404(client):
 
 def test_creating_a_model_that_exists_is_a_conflict(client):
     response = client.post(
-        "/train", json={"model": "demo", "texts": SMALL_TEXTS, "create": TINY_MODEL, **QUICK}
+        "/train", json={"model": "lesson-rnn", "texts": SMALL_TEXTS, "create": TINY_MODEL, **QUICK}
     )
     assert response.status_code == 409
 
@@ -271,7 +280,7 @@ def test_creating_a_model_that_exists_is_a_conflict(client):
 )
 def test_impossible_settings_are_a_422_naming_the_field(client, override, field):
     response = client.post(
-        "/train", json={"model": "demo", "texts": SMALL_TEXTS, **QUICK, **override}
+        "/train", json={"model": "lesson-rnn", "texts": SMALL_TEXTS, **QUICK, **override}
     )
     assert response.status_code == 422
     problem = response.json()
