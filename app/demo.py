@@ -3,7 +3,7 @@
 * ``lesson-rnn``: the lesson's layer shapes (embedding 4, ``nn.RNN`` 4 → 5, 2 layers, tanh),
   untrained, from ``app/samples/lesson.txt``; created at once. The docs' ``/embed``,
   ``/rnn/forward`` and ``/dataset/preview`` examples use it.
-* ``xiyouji``: a real next-word model (LSTM 128/256) trained on the first 14 chapters of
+* ``xiyouji``: a real next-word model (LSTM 128/256) trained on the first 15 chapters of
   西游记 (``app/samples/xiyouji.txt``, see ``app/samples/README.md``) by an ordinary training
   job that the service submits on first start: visible in ``GET /train``, about a minute on
   two CPU cores. The docs' ``/predict``, ``/generate`` and ``/score`` examples use it.

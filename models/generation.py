@@ -97,7 +97,7 @@ def top_k_batch(
     probabilities = log_probs.exp()
     if exclude_ids:
         probabilities[:, list(exclude_ids)] = 0.0
-    k = min(k, probabilities.size(-1))
+    k = min(k, probabilities.size(-1) - len(set(exclude_ids)))  # never an excluded token
     values, indices = torch.topk(probabilities, k, dim=-1)
     return [
         [Candidate(int(i), float(p)) for p, i in zip(row_p, row_i, strict=True)]

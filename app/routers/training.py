@@ -149,13 +149,16 @@ async def _event_stream(
     else:
         epochs_sent, revision = resume[0], resume[1]
         revision = min(revision, record.revision)  # a reset service counts from its own record
+    # An id says what the client has: the epochs sent, and the revision whose progress it saw.
+    # An epoch event keeps the revision of the progress before it, so a client that drops
+    # between an epoch and the progress after it still gets that progress on reconnecting.
     while True:
         if record.revision != revision:
-            revision = record.revision
             epochs = record.metrics.get("history", {}).get("epochs", [])
             for epoch in epochs[epochs_sent:]:
                 epochs_sent += 1
                 yield _sse("epoch", epoch, f"{epochs_sent}-{revision}")
+            revision = record.revision
             if not record.finished:
                 progress = {"status": record.status, **record.progress}
                 yield _sse("progress", progress, f"{epochs_sent}-{revision}")

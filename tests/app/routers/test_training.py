@@ -286,3 +286,55 @@ def test_impossible_settings_are_a_422_naming_the_field(client, override, field)
     problem = response.json()
     assert problem["type"].startswith("urn:seqlab:problem:")
     assert any(e["field"] == field for e in problem["errors"]), problem
+
+
+@pytest.mark.parametrize(
+    ("boundary", "texts", "tokens"),
+    [
+        # 2 paragraphs of 2 lines: 我 爱 学习 / 我 爱 机器 学习 … each paragraph closed by <eos>
+        ("paragraph", 2, 2 * (3 + 4 + 1)),
+        ("line", 4, 2 * (3 + 1 + 4 + 1)),
+        ("none", 4, 2 * (3 + 4)),
+    ],
+)
+def test_the_boundary_rule_says_where_texts_end(client, boundary, texts, tokens):
+    document = "我爱学习\n我爱机器学习\n\n我爱学习\n我爱机器学习\n"
+    job = client.post(
+        "/train",
+        json={
+            "model": f"bounded-{boundary}",
+            "texts": [document],
+            "create": {**TINY_MODEL, "tokenizer": {"boundary": boundary}},
+            **QUICK,
+            "batch_size": 2,
+            "seq_len": 2,
+            "val_fraction": 0.0,
+            "wait": True,
+        },
+    ).json()
+    assert job["status"] == "succeeded", job["error"]
+    assert (job["data"]["texts"], job["data"]["tokens"]) == (texts, tokens)
+    model = client.get(f"/models/bounded-{boundary}").json()
+    assert model["tokenizer"]["boundary"] == boundary
+    forward = client.post("/rnn/forward", json={"model": f"bounded-{boundary}", "text": "我爱"})
+    assert forward.json()["initial_state"] == ("zeros" if boundary == "none" else "eos")
+
+
+def test_the_held_out_split_is_whole_texts(client):
+    job = client.post(
+        "/train",
+        json={
+            "model": "split",
+            "texts": SMALL_TEXTS,
+            "create": TINY_MODEL,
+            **QUICK,
+            "val_fraction": 0.1,
+            "wait": True,
+        },
+    ).json()
+    assert job["status"] == "succeeded", job["error"]
+    data = job["data"]
+    # 60 texts of 5, 4 and 4 tokens, each and its <eos>: the last 6 texts are held out
+    assert data["texts"] == 60
+    assert data["val_texts"] == 6
+    assert data["val_tokens"] == 2 * (6 + 5 + 5)
