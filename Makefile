@@ -52,6 +52,9 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.training
 	$(BIN)/python -m bench.http
 	$(BIN)/python -m bench.train_http
+	$(BIN)/python -m bench.training_step
+	$(BIN)/python -m bench.wikitext
+	$(BIN)/python -m bench.chinese_lm
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

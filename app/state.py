@@ -83,10 +83,6 @@ class ServiceState:
             if self.settings.create_demo_model:
                 ensure_lesson_model(self.registry, self.tokenizers, self.settings)
             self.jobs.load()
-            if self.settings.train_demo_model:
-                ensure_xiyouji_job(
-                    self.registry, self.jobs, self.tokenizers, self.corpora, self.settings
-                )
             self.registry_ready = True
             if self.settings.registry_sync_seconds > 0:
                 threading.Thread(
@@ -99,9 +95,20 @@ class ServiceState:
                 len(self.registry),
                 self.device,
             )
+            if self.settings.train_demo_model:
+                self._train_demo_model()
         except Exception as error:  # reported by /ready; the process stays up for diagnosis
             logger.exception("start-up failed")
             self.start_error = f"{type(error).__name__}: {error}"
+
+    def _train_demo_model(self) -> None:
+        """Queue the demo LM's job once ready (segmenting its sample takes a second)."""
+        try:
+            ensure_xiyouji_job(
+                self.registry, self.jobs, self.tokenizers, self.corpora, self.settings
+            )
+        except Exception:  # the service works without its demo; say why it has none
+            logger.exception("could not queue the demo model's training")
 
     def _sync_registry(self) -> None:
         """Keep up with versions that another process (``seqlab train``) publishes."""

@@ -282,7 +282,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             seqlab = start_server(
                 SEQLAB,
                 "app.main:create_app",
-                {"SEQLAB_DATA_DIR": str(directory / "data"), "SEQLAB_LOG_LEVEL": "warning"},
+                {
+                    "SEQLAB_DATA_DIR": str(directory / "data"),
+                    "SEQLAB_LOG_LEVEL": "warning",
+                    # the demo LM would train beside the measured server
+                    "SEQLAB_TRAIN_DEMO_MODEL": "false",
+                },
                 directory,
                 cpus=SERVER_CPU,
             )

@@ -464,6 +464,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 {
                     "SEQLAB_DATA_DIR": str(data_dir),
                     "SEQLAB_CREATE_DEMO_MODEL": "false",
+                    "SEQLAB_TRAIN_DEMO_MODEL": "false",
                     "SEQLAB_LOG_LEVEL": "warning",
                     "SEQLAB_LIMITS__MAX_CORPUS_BYTES": str(max(size + 1, 16_777_216)),
                     "SEQLAB_LIMITS__MAX_TRAINING_CHARS": str(max(size + 1, 2_000_000)),

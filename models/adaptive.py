@@ -56,6 +56,7 @@ def choose_cutoffs(counts: Sequence[int] | torch.Tensor) -> tuple[int, ...]:
 
 
 def check_vocab_size(size: int) -> None:
+    """Raise :class:`ConfigError` (field ``output``) for a vocabulary too small to cut."""
     if size < 2:
         raise ConfigError(
             f"an adaptive output needs a vocabulary of at least 2 tokens, got {size}",

@@ -20,7 +20,7 @@ from models.errors import ConfigError
 
 Boundary = Literal["line", "paragraph", "none"]
 BOUNDARIES: tuple[str, ...] = ("line", "paragraph", "none")
-_BLANK_LINE = re.compile(r"\n[ \t\f\v\r\u3000]*\n")
+_BLANK_LINE = re.compile(r"\n[^\S\n]*\n")  # a line of nothing but (Unicode) whitespace
 
 
 def end_id(eos_id: int | None, boundary: Boundary) -> int | None:
@@ -32,8 +32,9 @@ def end_id(eos_id: int | None, boundary: Boundary) -> int | None:
 def split_texts(document: str, boundary: Boundary) -> list[str]:
     """The texts of ``document``, blank ones left out.
 
-    ``line`` and ``none`` give every non-blank line (``none`` does not mark their ends);
-    ``paragraph`` gives each run of non-blank lines, joined with ``\\n``.
+    ``line`` gives every non-blank line; ``paragraph`` each run of non-blank lines, joined with
+    ``\\n``; ``none`` the whole document as one text (no text end is marked), as training read
+    its texts before boundaries existed.
     """
     if boundary not in BOUNDARIES:
         raise ConfigError(
@@ -47,6 +48,8 @@ def split_texts(document: str, boundary: Boundary) -> list[str]:
             for block in blocks
             if block.strip()
         ]
+    if boundary == "none":
+        return [document] if document.strip() else []
     return [line for line in document.splitlines() if line.strip()]
 
 
@@ -74,10 +77,13 @@ def split_stream(ids: torch.Tensor, eos_id: int) -> list[torch.Tensor]:
 
 
 def boundary_cut(ids: torch.Tensor, val_fraction: float, eos_id: int | None) -> int:
-    """Where the held-out tail of a stream starts: ``val_fraction`` of it, moved to the
-    nearest start of a text when the stream marks texts, so the tail is whole texts.
+    """Where the held-out tail of a stream starts: ``val_fraction`` of it, moved to a start of
+    a text when the stream marks texts, so that the tail is whole texts.
 
-    Without ``<eos>``, or when no text starts inside the stream, the cut is at the fraction.
+    The first text start at or after the fraction's cut is taken (a tail no longer than asked
+    for); failing that, the last one before it, if that tail is at most twice as long as asked
+    for. Otherwise (no ``<eos>``, or one long text across the cut) the cut stays at the
+    fraction, inside a text.
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ConfigError("val_fraction must be in [0, 1)", field="val_fraction")
@@ -86,6 +92,8 @@ def boundary_cut(ids: torch.Tensor, val_fraction: float, eos_id: int | None) -> 
     if eos_id is None or cut >= size:
         return cut
     starts = ((ids[:-1] == eos_id).nonzero().flatten() + 1).tolist()  # texts after the first
-    if not starts:
-        return cut
-    return min(starts, key=lambda start: (abs(start - cut), start))
+    after = [start for start in starts if start >= cut]
+    if after:
+        return after[0]
+    before = [start for start in starts if size - start <= 2 * (size - cut)]
+    return before[-1] if before else cut

@@ -37,7 +37,6 @@ def evaluate(
             raise ConfigError("the held-out stream is empty", field="val_fraction")
         values = score_sequences(model, split_stream(ids, eos_id), eos_id)
         return -float(sum(v.sum() for v in values)) / sum(len(v) for v in values)
-    ids = as_id_tensor(ids)
     batch_size = max(1, min(batch_size, len(ids) // 2))
     stream = StreamBatches(ids, batch_size, seq_len)
     if stream.num_targets == 0:

@@ -82,6 +82,7 @@ def top_k(
     return top_k_batch(model, [ids], k, exclude_ids=exclude_ids, start_id=start_id)[0]
 
 
+@torch.inference_mode()
 def top_k_batch(
     model: RNNLanguageModel,
     contexts: Sequence[Sequence[int]],
@@ -94,11 +95,13 @@ def top_k_batch(
     if k < 1:
         raise ConfigError("k must be at least 1", field="k")
     log_probs, _ = next_token_log_probs(model, contexts, start_id)
-    probabilities = log_probs.exp()
     if exclude_ids:
-        probabilities[:, list(exclude_ids)] = 0.0
-    k = min(k, probabilities.size(-1) - len(set(exclude_ids)))  # never an excluded token
-    values, indices = torch.topk(probabilities, k, dim=-1)
+        # -inf, not a probability of 0: a real token whose probability underflows to 0 must
+        # still rank above every excluded one.
+        log_probs[:, list(exclude_ids)] = float("-inf")
+    k = min(k, log_probs.size(-1) - len(set(exclude_ids)))  # never an excluded token
+    top_log_probs, indices = torch.topk(log_probs, k, dim=-1)
+    values = top_log_probs.exp()
     return [
         [Candidate(int(i), float(p)) for p, i in zip(row_p, row_i, strict=True)]
         for row_p, row_i in zip(values.tolist(), indices.tolist(), strict=True)
@@ -193,8 +196,10 @@ def generate(
         scores = log_probs.masked_fill(excluded, float("-inf"))
         if repetition_penalty != 1.0:
             scores = _penalise(scores, seen[active], repetition_penalty)
-        allowed = torch.isfinite(scores).any(dim=-1)
-        picked = _pick(scores, temperature, top_k_size, generator).tolist()
+        allowed = torch.isfinite(scores).any(dim=-1)  # (rows,): some token may still be said
+        # A row with every token excluded is finished below; give _pick something to draw on.
+        drawable = torch.where(allowed.unsqueeze(-1), scores, torch.zeros_like(scores))
+        picked = _pick(drawable, temperature, top_k_size, generator).tolist()
         still: list[int] = []
         for row, choice_index in enumerate(active):
             choice = choices[choice_index]

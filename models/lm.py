@@ -222,8 +222,12 @@ class RNNLanguageModel(nn.Module):
     def start_state(self, batch_size: int, start_id: int | None) -> Hidden | None:
         """The state a fresh text starts from: after reading ``start_id`` (``<eos>``) from zeros.
 
-        Training streams put ``<eos>`` between texts, so the state after it is where every
-        text began in training. ``None`` (zeros) when ``start_id`` is None (no ``<eos>``).
+        In a training stream every text begins right after an ``<eos>`` (with the state
+        carried from the text before, as in pytorch/examples ``word_language_model``); a text
+        that comes alone has no text before it, and the state after ``<eos>`` read from zeros is
+        the nearest start to that. Validation reads its held-out texts the same way, so a
+        job's ``val_perplexity`` measures exactly what serving does. ``None`` (zeros) when
+        ``start_id`` is None (a model without ``<eos>``).
         """
         if start_id is None:
             return None

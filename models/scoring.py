@@ -46,9 +46,18 @@ def score_sequences(
             )
     was_training = model.training
     model.eval()
-    results: list[torch.Tensor | None] = [None] * len(rows)
+    try:
+        return _score_rows(model, rows, pad_id)
+    finally:
+        model.train(was_training)
+
+
+def _score_rows(
+    model: RNNLanguageModel, rows: list[torch.Tensor], pad_id: int
+) -> list[torch.Tensor]:
+    results: list[torch.Tensor] = [torch.empty(0)] * len(rows)
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]))
-    budget = max(1, SCORE_ELEMENTS_PER_BATCH // model.config.vocab_size)
+    budget = max(1, SCORE_ELEMENTS_PER_BATCH // model.config.vocab_size)  # positions at once
     start = 0
     while start < len(order):
         # Grow the batch while its padded size (the longest is the last) fits the budget.
@@ -61,13 +70,21 @@ def score_sequences(
         for position, row in enumerate(batch):
             ids[position, : len(row)] = row
         ids = ids.to(model.device)
-        values, _ = model.target_log_probs(ids[:, :-1], ids[:, 1:])  # (batch, longest - 1)
-        values = values.double().cpu()
+        # A row longer than the budget is read in chunks, the state carried between them.
+        chunk = max(1, budget // len(batch))
+        pieces = []
+        hidden = None
+        for begin in range(0, longest - 1, chunk):
+            stop = min(begin + chunk, longest - 1)
+            values, hidden = model.target_log_probs(
+                ids[:, begin:stop], ids[:, begin + 1 : stop + 1], hidden
+            )  # (batch, stop - begin)
+            pieces.append(values.double().cpu())
+        values = torch.cat(pieces, dim=1)  # (batch, longest - 1)
         for position, index in enumerate(order[start:end]):
             results[index] = values[position, : len(rows[index]) - 1].clone()
         start = end
-    model.train(was_training)
-    return [result for result in results if result is not None]
+    return results
 
 
 def text_perplexity(log_probs: Sequence[torch.Tensor]) -> float | None:

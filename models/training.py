@@ -25,6 +25,7 @@ from models.evaluation import evaluate, perplexity
 from models.lm import Hidden, RNNLanguageModel, detach_hidden
 
 Batching = Literal["stream", "windows"]
+Precision = Literal["float32", "bfloat16"]
 OptimizerName = Literal["adam", "adamw", "sgd"]
 StopReason = Literal["completed", "early_stopping", "max_steps", "max_seconds", "stopped"]
 
@@ -54,6 +55,7 @@ class TrainingConfig:
     max_seconds: float | None = None
     eval_batch_size: int = 10
     log_every: int = 50
+    precision: Precision = "float32"
 
     def __post_init__(self) -> None:
         checks = [
@@ -76,6 +78,11 @@ class TrainingConfig:
             ),
             (self.eval_batch_size >= 1, "eval_batch_size", "must be at least 1"),
             (self.log_every >= 1, "log_every", "must be at least 1"),
+            (
+                self.precision in ("float32", "bfloat16"),
+                "precision",
+                "must be float32 or bfloat16",
+            ),
         ]
         for ok, name, message in checks:
             if not ok:
@@ -156,12 +163,15 @@ def split_ids(
 
 
 def _make_optimizer(model: nn.Module, config: TrainingConfig) -> torch.optim.Optimizer:
-    parameters = model.parameters()
+    parameters = list(model.parameters())
     if config.optimizer == "sgd":
         return torch.optim.SGD(parameters, lr=config.lr, weight_decay=config.weight_decay)
-    if config.optimizer == "adamw":
-        return torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    # The fused kernel updates every parameter in one pass: on WikiText-2's 2×200 LSTM with an
+    # adaptive output, 52 → 43 ms a step on 2 CPU cores (docs/benchmarks.md). It takes floating
+    # parameters on the CPU or CUDA, which is all a model here has.
+    fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in parameters)
+    optimizer = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    return optimizer(parameters, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
 
 
 def check_trainable(num_train_ids: int, config: TrainingConfig) -> None:
@@ -252,6 +262,10 @@ def fit(
     total_steps = planned_steps(len(train_ids), config)
     optimizer = _make_optimizer(model, config)
     parameters = list(model.parameters())
+    # bfloat16 autocast of the forward pass (weights, gradients and evaluation stay float32):
+    # on WikiText-2's 2×200 LSTM with an adaptive output, 40 → 35 ms a step on this CPU, and
+    # validation perplexity after 1,500 steps 302 instead of 299 (docs/benchmarks.md).
+    bfloat16 = config.precision == "bfloat16"
     lr = config.lr
 
     best_val: float | None = None
@@ -300,7 +314,8 @@ def fit(
                 hidden = None
             else:
                 hidden = detach_hidden(hidden)
-            loss, hidden = model.loss(x, y, hidden)  # mean over the (batch, seq) targets
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bfloat16):
+                loss, hidden = model.loss(x, y, hidden)  # mean over the (batch, seq) targets
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if after_backward is not None:

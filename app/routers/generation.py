@@ -1,5 +1,6 @@
 import asyncio
 import json
+import threading
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Response
@@ -56,16 +57,14 @@ async def generate(
         result = await infer(state, service.generate, request, version)
         return json_answer(result, result.model, result.version)
     request = pin_version(request, version)
-    # The stream and its header name one version, even if a newer one is published meanwhile.
-    loaded = state.registry.get(request.model, request.version)
+    # The stream and its header name one version, even if a newer one is published meanwhile
+    # (looked up off the event loop: a pinned old version may have to be read from disk).
+    loaded = await state.run(state.registry.get, request.model, request.version)
     request = request.model_copy(update={"version": loaded.version})
-    events: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
-    producer = asyncio.create_task(_produce(state, request, events))
-    first = await events.get()
-    if first[0] == "raise":  # before the first token: an answer with its own status
-        raise first[1]  # type: ignore[misc]
+    stream = _TokenStream(state, request)
+    first = await stream.start()
     return StreamingResponse(
-        _event_stream(first, events, producer),
+        stream.events(first),
         media_type="text/event-stream",
         headers={
             "Cache-Control": "no-cache",
@@ -75,45 +74,73 @@ async def generate(
     )
 
 
-async def _produce(state, request: GenerateRequest, events: asyncio.Queue) -> None:
-    """Generate in a thread; each token, then the answer (or the error), goes to ``events``."""
-    loop = asyncio.get_running_loop()
-    started = False
-
-    def on_token(choice: int, token: str, token_id: int) -> None:
-        nonlocal started
-        started = True
-        item = {"choice": choice, "token": token, "id": token_id}
-        loop.call_soon_threadsafe(events.put_nowait, ("token", item))
-
-    try:
-        result = await state.run(
-            service.generate, request, state.registry, state.settings.limits, on_token
-        )
-        await events.put(("done", result.model_dump(mode="json", exclude_none=True)))
-    except Exception as error:
-        if not started:
-            await events.put(("raise", error))
-        else:
-            kind, detail, extra = describe(error)
-            await events.put(("error", problem_body(kind, detail, "/generate", **extra)))
+class ClientGoneError(Exception):
+    """The client of a stream went away: generation stops at its next token."""
 
 
-async def _event_stream(
-    first: tuple[str, object], events: asyncio.Queue, producer: asyncio.Task
-) -> AsyncIterator[str]:
-    """The events numbered from 0 (``id:``): tokens, then ``done`` or ``error``."""
-    event, data = first
-    number = 0
-    try:
-        while True:
-            yield f"id: {number}\nevent: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
-            number += 1
-            if event in ("done", "error"):
-                break
-            event, data = await events.get()
-    finally:
-        await producer
+class _TokenStream:
+    """One streamed generation: the thread that generates puts each token, then the answer
+    (or the error), on a queue that the response reads; a client that leaves stops it."""
+
+    def __init__(self, state, request: GenerateRequest) -> None:
+        self.state = state
+        self.request = request
+        self.queue: asyncio.Queue[tuple[str, object]] = asyncio.Queue()
+        self.cancelled = threading.Event()
+        self.producer: asyncio.Task | None = None
+
+    async def start(self) -> tuple[str, object]:
+        """Start generating; the first event, or raise the error that came before it (then the
+        answer is an ordinary problem response with its own status)."""
+        self.producer = asyncio.create_task(self._produce())
+        first = await self.queue.get()
+        if first[0] == "raise":
+            raise first[1]  # type: ignore[misc]
+        return first
+
+    async def _produce(self) -> None:
+        loop = asyncio.get_running_loop()
+        started = False
+
+        def on_token(choice: int, token: str, token_id: int) -> None:
+            nonlocal started
+            if self.cancelled.is_set():
+                raise ClientGoneError
+            started = True
+            item = {"choice": choice, "token": token, "id": token_id}
+            loop.call_soon_threadsafe(self.queue.put_nowait, ("token", item))
+
+        state = self.state
+        try:
+            result = await state.run(
+                service.generate, self.request, state.registry, state.settings.limits, on_token
+            )
+            await self.queue.put(("done", result.model_dump(mode="json", exclude_none=True)))
+        except ClientGoneError:
+            return
+        except Exception as error:  # every error is answered: as a status, or as an event
+            if not started:
+                await self.queue.put(("raise", error))
+            else:
+                kind, detail, extra = describe(error)
+                await self.queue.put(("error", problem_body(kind, detail, "/generate", **extra)))
+
+    async def events(self, first: tuple[str, object]) -> AsyncIterator[str]:
+        """The events numbered from 0 (``id:``): tokens, then ``done`` or ``error``."""
+        event, data = first
+        number = 0
+        try:
+            while True:
+                payload = json.dumps(data, ensure_ascii=False)
+                yield f"id: {number}\nevent: {event}\ndata: {payload}\n\n"
+                number += 1
+                if event in ("done", "error"):
+                    break
+                event, data = await self.queue.get()
+        finally:  # also when the client disconnects: the thread stops at its next token
+            self.cancelled.set()
+            if self.producer is not None:
+                await self.producer
 
 
 @router.post(

@@ -106,10 +106,14 @@ async def job_events(
     missed (the epochs since, the latest progress, `done`) and nothing twice; after `done` it
     gets a 204, which tells an EventSource to stop reconnecting.
     """
-    state.jobs.get(job_id)  # 404 before the stream starts
+    record = state.jobs.get(job_id)  # 404 before the stream starts
     resume = _parse_event_id(last_event_id)
-    if resume is not None and resume[2]:
-        return Response(status_code=204)
+    if resume is not None:
+        epochs = len(record.metrics.get("history", {}).get("epochs", []))
+        if resume[0] > epochs or resume[1] > record.revision:
+            resume = None  # an id from another job or another life: start afresh, with `state`
+        elif resume[2]:
+            return Response(status_code=204)
     return StreamingResponse(
         _event_stream(state, job_id, resume),
         media_type="text/event-stream",
@@ -148,7 +152,6 @@ async def _event_stream(
         )
     else:
         epochs_sent, revision = resume[0], resume[1]
-        revision = min(revision, record.revision)  # a reset service counts from its own record
     # An id says what the client has: the epochs sent, and the revision whose progress it saw.
     # An epoch event keeps the revision of the progress before it, so a client that drops
     # between an epoch and the progress after it still gets that progress on reconnecting.

@@ -47,7 +47,12 @@ class TrainRequest(StrictModel):
     weight_decay: float = Field(0.0, ge=0)
     clip: float | None = Field(0.25, gt=0, description="Gradient norm clipping; null for none.")
     dropout: float | None = Field(None, ge=0, lt=1, description="Override the model's dropout.")
-    val_fraction: float = Field(0.1, ge=0, le=0.5, description="Held-out tail of the stream.")
+    val_fraction: float = Field(
+        0.1,
+        ge=0,
+        le=0.5,
+        description="Held-out tail of the stream: whole texts when the model ends its texts.",
+    )
     seed: Seed | None = Field(0, description="Shuffling and dropout; null for a random one.")
     max_seconds: float | None = Field(None, gt=0)
     max_steps: int | None = Field(None, ge=1)
@@ -55,6 +60,12 @@ class TrainRequest(StrictModel):
         None, ge=1, description="Epochs without improvement before stopping."
     )
     log_every: int = Field(20, ge=1, description="Steps between progress reports.")
+    precision: Literal["float32", "bfloat16"] = Field(
+        "float32",
+        description="bfloat16 autocasts the forward pass (weights and evaluation stay float32): "
+        "~15 % faster steps on a CPU with AVX-512 BF16 or a GPU, perplexity ~1 % higher at "
+        "equal steps.",
+    )
     wait: bool = Field(False, description="Answer when the job has finished (200) instead of 202.")
 
     @model_validator(mode="after")
@@ -104,7 +115,11 @@ class JobInfo(BaseModel):
     base_version: int | None = Field(None, description="The version training started from.")
     progress: JobProgress
     metrics: JobMetrics
-    data: dict[str, Any] = Field(description="Tokens, split sizes, vocabulary size, OOV rate.")
+    data: dict[str, Any] = Field(
+        description="Tokens (with the <eos> that close texts), split sizes, vocabulary size, OOV "
+        "rate, the counting baselines' perplexities, texts, and val_texts: the held-out split is "
+        "the last val_texts texts (null when it is cut inside a text)."
+    )
     settings: dict[str, Any] = Field(description="The hyperparameters the job runs with.")
     error: str | None = None
     worker_pid: int | None = None

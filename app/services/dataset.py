@@ -35,6 +35,9 @@ def preview(
         per_text = [tokenizer.tokenize(text) for text in request.texts]
         if vocab is None:  # the lesson's: first-seen order, no specials
             vocab = Vocab.build(per_text, specials=[])
+        eos = loaded.eos_id if loaded is not None else None
+        if eos is not None:  # as training streams read them: every text closed by <eos>
+            per_text = [[*text_tokens, vocab.token(eos)] for text_tokens in per_text if text_tokens]
         tokens = [token for text_tokens in per_text for token in text_tokens]
         if not tokens:
             raise InvalidInputError("the texts have no tokens once segmented", field="body.texts")

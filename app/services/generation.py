@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from app.errors import InvalidInputError
-from app.limits import check_texts, check_value
+from app.limits import check_limit, check_texts, check_value
 from app.registry import LoadedModel, ModelRegistry
 from app.schemas.generation import (
     Candidate,
@@ -42,11 +42,10 @@ def predict(request: PredictRequest, registry: ModelRegistry, limits: Limits) ->
     texts = request.all_texts
     check_texts(limits, texts)
     encoded = encode_texts(loaded, texts, request.field)
-    # <pad> is never a next word; <eos> is when the model ends texts (the text may end here),
-    # and never when it does not.
+    check_limit(limits, "max_tokens_per_forward", sum(map(len, encoded.ids)))
+    # <pad> is never a next word. <eos> is one when the model ends texts (the text may end
+    # here); in a model that does not, "<eos>" is a token like any other, as it always was.
     exclude = [loaded.vocab.pad_id] if loaded.vocab.pad_id is not None else []
-    if loaded.eos_id is None and loaded.vocab.eos_id is not None:
-        exclude.append(loaded.vocab.eos_id)
     batches = generation.top_k_batch(
         loaded.model, encoded.ids, request.k, exclude_ids=exclude, start_id=loaded.eos_id
     )
@@ -89,18 +88,18 @@ def generate(
     vocab = loaded.vocab
     exclude = _never_produced(loaded)
     eos_id = loaded.eos_id
-    if vocab.eos_id is not None and (request.ignore_eos or eos_id is None):
-        exclude.append(vocab.eos_id)  # never ends a text here: never produced
+    if eos_id is not None and request.ignore_eos:
+        exclude.append(eos_id)  # the text never ends: <eos> is never produced
         eos_id = None
 
-    texts = [[request.prompt] for _ in range(request.n)]
+    pieces: list[list[str]] = [[] for _ in range(request.n)]  # each choice's tokens so far
 
     def should_stop(choice: int, ids: list[int]) -> bool:
-        # The stop strings are searched in the continuation's own text.
-        texts[choice].append(vocab.token(ids[-1]))
+        # A stop string is searched in the continuation's own text (it may span tokens).
         if not request.stop:
             return False
-        continuation = join_tokens(texts[choice][1:])
+        pieces[choice].append(vocab.token(ids[-1]))
+        continuation = join_tokens(pieces[choice])
         return any(stop in continuation for stop in request.stop)
 
     def tell(choice: int, token_id: int) -> None:
@@ -157,6 +156,7 @@ def score(request: ScoreRequest, registry: ModelRegistry, limits: Limits) -> Sco
     check_texts(limits, texts)
     encoded = encode_texts(loaded, texts, request.field)
     eos_id = loaded.eos_id
+    check_limit(limits, "max_tokens_per_forward", sum(map(len, encoded.ids)) + len(texts))
     tokens = [list(row) for row in encoded.tokens]
     ids = [list(row) for row in encoded.ids]
     oov = [list(row) for row in encoded.oov]

@@ -49,6 +49,7 @@ def training_config(request: TrainRequest) -> TrainingConfig:
         max_steps=request.max_steps,
         max_seconds=request.max_seconds,
         log_every=request.log_every,
+        precision=request.precision,
     )
 
 

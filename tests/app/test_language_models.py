@@ -54,7 +54,10 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClie
         demo_training_seconds=TRAINING_SECONDS,
     )
     client = start_client(settings)
-    jobs = client.get("/train", params={"model": XIYOUJI_NAME}).json()["jobs"]
+    deadline = time.monotonic() + 30
+    while not (jobs := client.get("/train", params={"model": XIYOUJI_NAME}).json()["jobs"]):
+        assert time.monotonic() < deadline, "the first start queued no demo job"
+        time.sleep(0.1)  # queued right after the service is ready
     assert len(jobs) == 1, jobs
     job_id = jobs[0]["job_id"]
     with client.stream("GET", f"/train/{job_id}/events") as stream:

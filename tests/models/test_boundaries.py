@@ -9,10 +9,11 @@ from models.training import split_ids
 DOCUMENT = "第一行\n第二行\n\n  \n第三段第一行\r\n第三段第二行\n\n\n最后"
 
 
-def test_lines_and_none_are_the_non_blank_lines():
+def test_lines_are_the_non_blank_lines_and_none_is_the_whole_document():
     expected = ["第一行", "第二行", "第三段第一行", "第三段第二行", "最后"]
     assert split_texts(DOCUMENT, "line") == expected
-    assert split_texts(DOCUMENT, "none") == expected
+    assert split_texts(DOCUMENT, "none") == [DOCUMENT]
+    assert split_texts(" \n\n", "none") == []
 
 
 def test_paragraphs_end_at_blank_lines():
@@ -22,6 +23,7 @@ def test_paragraphs_end_at_blank_lines():
         "最后",
     ]
     assert split_texts("一\n\u3000\n二", "paragraph") == ["一", "二"]  # an ideographic space
+    assert split_texts("一\n\u00a0\n二", "paragraph") == ["一", "二"]  # a no-break space
 
 
 def test_an_unknown_rule_names_the_field():
@@ -53,6 +55,11 @@ def test_the_held_out_tail_is_whole_texts():
     # one text only: nothing to move to
     assert boundary_cut(torch.tensor([5, 6, 7, 8, 2]), 0.4, 2) == 3
     assert boundary_cut(stream, 0.0, 2) == len(stream)
+    # the first text start after the cut: a tail no longer than asked for
+    assert boundary_cut(stream, 0.8, 2) == 6
+    # two long texts and a small fraction: never half the data, the cut stays inside a text
+    two = torch.tensor(join_stream([list(range(10, 60)), list(range(10, 60))], eos_id=2))
+    assert boundary_cut(two, 0.05, 2) == len(two) - int(len(two) * 0.05)
 
 
 def test_settings_written_before_boundaries_read_as_none():

@@ -132,6 +132,7 @@ def test_learning_rate_drops_and_early_stopping_when_validation_stalls():
         ({"epochs": 0}, "epochs"),
         ({"clip": -1.0}, "clip"),
         ({"seq_len": 0}, "seq_len"),
+        ({"precision": "float16"}, "precision"),
     ],
 )
 def test_impossible_hyperparameters_name_their_field(settings, field):
@@ -201,3 +202,15 @@ def test_the_eta_never_passes_max_seconds():
     assert plan.eta_seconds == 60.0
     overdue = Progress(10, 1000, 1, 1, 2.0, 100.0, 1e-3, 5.0, seconds_left=-1.0)
     assert overdue.eta_seconds == 0.0
+
+
+@pytest.mark.slow
+def test_bfloat16_training_learns_as_float32_does(classics_ids):
+    ids, vocab_size = classics_ids
+    ids = ids[:20000]
+    _, single = _train(ids, vocab_size, epochs=1)
+    model, half = _train(ids, vocab_size, epochs=1, precision="bfloat16")
+    assert half.val_perplexity is not None
+    assert half.val_perplexity == pytest.approx(single.val_perplexity, rel=0.05)
+    assert half.steps_history != single.steps_history  # it did compute in bfloat16
+    assert all(p.dtype == torch.float32 for p in model.parameters())

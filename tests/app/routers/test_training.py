@@ -294,7 +294,7 @@ def test_impossible_settings_are_a_422_naming_the_field(client, override, field)
         # 2 paragraphs of 2 lines: 我 爱 学习 / 我 爱 机器 学习 … each paragraph closed by <eos>
         ("paragraph", 2, 2 * (3 + 4 + 1)),
         ("line", 4, 2 * (3 + 1 + 4 + 1)),
-        ("none", 4, 2 * (3 + 4)),
+        ("none", 1, 2 * (3 + 4)),  # the document is one text, no end marked
     ],
 )
 def test_the_boundary_rule_says_where_texts_end(client, boundary, texts, tokens):
