@@ -55,9 +55,10 @@ def _progress_printer(stream: TextIO) -> Callable[[object], None]:
 def _train(arguments: argparse.Namespace) -> int:
     import torch.distributed
 
-    from app.jobs.files import discard
+    from app.jobs.files import CLI_JOB_PREFIX, discard
     from app.jobs.publishing import publish_run
     from app.jobs.worker import keep_freed_memory, save_result, train
+    from app.ownership import Owner
     from app.registry import ModelRegistry
     from app.schemas.registry import ModelSpec
     from app.schemas.tokenize import TokenizerSettings
@@ -123,7 +124,8 @@ def _train(arguments: argparse.Namespace) -> int:
     if context is not None and is_main:
         torch.distributed.barrier()
     rank_suffix = f"-rank{context.rank}" if context else ""
-    job_dir = layout.jobs / f"cli-{os.getpid()}{rank_suffix}"
+    # Named for its owner, so a service starting meanwhile sweeps it only once we are gone.
+    job_dir = layout.jobs / f"{CLI_JOB_PREFIX}{Owner.current().token}{rank_suffix}"
     try:
         prepared = prepare_job(
             job_dir.name,

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from app.database import Database, utc_now
 from app.errors import InvalidInputError, NotFoundError
+from app.ownership import Owner, writer_gone
 from models.checkpoint import fsync_directory
 
 SCHEMA = """
@@ -21,6 +22,9 @@ CREATE TABLE IF NOT EXISTS corpora (
     created_at TEXT NOT NULL
 );
 """
+
+
+PARTIAL_SUFFIX = ".partial"
 
 
 def read_lines(text: str) -> list[str]:
@@ -47,6 +51,16 @@ class CorpusStore:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         self._database = Database(database, SCHEMA)
+        self._sweep_partial_files()
+
+    def _sweep_partial_files(self) -> None:
+        """Remove half-written uploads whose writer is gone (``<id>.<owner>.partial``; a bare
+        ``<id>.partial`` is from a release that named no owner)."""
+        for path in self.directory.glob(f"*{PARTIAL_SUFFIX}"):
+            parts = path.name[: -len(PARTIAL_SUFFIX)].split(".", 1)
+            owner = Owner.from_token(parts[1]) if len(parts) == 2 else None
+            if writer_gone(owner, None):
+                path.unlink(missing_ok=True)
 
     def close(self) -> None:
         self._database.close()
@@ -73,7 +87,8 @@ class CorpusStore:
             created_at=utc_now(),
         )
         path = self.path(corpus.id)
-        staging = path.with_suffix(".partial")
+        # Named for its writer: a start-up sweeps it only when that process is gone.
+        staging = self.directory / f"{corpus.id}.{Owner.current().token}{PARTIAL_SUFFIX}"
         with open(staging, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()

@@ -1,8 +1,9 @@
 """The registry's SQLite index: which models and versions exist, and in which state.
 
 A version row is inserted as ``pending`` before its files are written and flipped to
-``ready`` after they are complete and loaded; the flip is the commit point. Anything still
-``pending`` at start-up was interrupted and is swept away with its files.
+``ready`` after they are complete and loaded; the flip is the commit point. A pending row
+records its writer (:class:`app.ownership.Owner`) and a lease; start-up sweeps a pending
+version with its files only when its writer is gone (:func:`app.ownership.writer_gone`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from app.database import Database, utc_now
+from app.errors import ConflictError
+from app.ownership import Owner, lease_until
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS models (
@@ -28,9 +31,17 @@ CREATE TABLE IF NOT EXISTS versions (
     created_at TEXT NOT NULL,
     metrics TEXT NOT NULL DEFAULT '{}',
     source TEXT NOT NULL DEFAULT '{}',
+    writer TEXT,
+    lease_until TEXT,
     PRIMARY KEY (name, version)
 );
 """
+# Columns added after the first release: an index made by it gains them (NULL: no owner).
+ADDED_COLUMNS = {"versions": {"writer": "TEXT", "lease_until": "TEXT"}}
+
+
+class VersionLostError(ConflictError):
+    """A version being written was swept by another process (its writer looked gone)."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +52,8 @@ class VersionRow:
     created_at: str
     metrics: dict[str, Any]
     source: dict[str, Any]
+    writer: Owner | None = None
+    lease_until: str | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +68,15 @@ class ModelIndex:
 
     def __init__(self, path: Path) -> None:
         self._database = Database(path, SCHEMA)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        with self._database.transaction() as connection:
+            for table, columns in ADDED_COLUMNS.items():
+                present = {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
+                for column, kind in columns.items():
+                    if column not in present:
+                        connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         self._database.close()
@@ -81,8 +103,10 @@ class ModelIndex:
         return [_version_row(row) for row in rows]
 
     def reserve_version(self, name: str, *, create: bool, source: dict[str, Any]) -> int:
-        """Insert a pending version (and the model row when ``create``); return its number."""
+        """Insert a pending version owned by this process (and the model row when ``create``);
+        return its number."""
         now = utc_now()
+        writer = json.dumps(Owner.current().to_dict())
         with self._database.transaction() as connection:
             if create:
                 connection.execute(
@@ -94,19 +118,38 @@ class ModelIndex:
             ).fetchone()
             version = latest + 1
             connection.execute(
-                "INSERT INTO versions (name, version, status, created_at, source) "
-                "VALUES (?, ?, 'pending', ?, ?)",
-                (name, version, now, json.dumps(source, ensure_ascii=False)),
+                "INSERT INTO versions "
+                "(name, version, status, created_at, source, writer, lease_until) "
+                "VALUES (?, ?, 'pending', ?, ?, ?, ?)",
+                (name, version, now, json.dumps(source, ensure_ascii=False), writer, lease_until()),
             )
         return version
+
+    def renew_lease(self, name: str, version: int) -> bool:
+        """Extend a pending version's lease; False when the row is gone (swept)."""
+        changed = self._database.execute(
+            "UPDATE versions SET lease_until = ? WHERE name = ? AND version = ? "
+            "AND status = 'pending'",
+            (lease_until(), name, version),
+        )
+        return changed > 0
 
     def mark_ready(self, name: str, version: int, metrics: dict[str, Any]) -> VersionRow:
         now = utc_now()
         with self._database.transaction() as connection:
-            connection.execute(
-                "UPDATE versions SET status = 'ready', metrics = ? WHERE name = ? AND version = ?",
+            updated = connection.execute(
+                "UPDATE versions SET status = 'ready', metrics = ?, writer = NULL, "
+                "lease_until = NULL WHERE name = ? AND version = ? AND status = 'pending'",
                 (json.dumps(metrics, ensure_ascii=False), name, version),
-            )
+            ).rowcount
+            if updated == 0:
+                raise VersionLostError(
+                    f"version {name}@{version} was swept by another process while it was being "
+                    "written (a service starting on this data dir took its writer for gone); "
+                    "nothing was published: run the training again",
+                    model=name,
+                    version=version,
+                )
             connection.execute("UPDATE models SET updated_at = ? WHERE name = ?", (now, name))
             row = connection.execute(
                 "SELECT * FROM versions WHERE name = ? AND version = ?", (name, version)
@@ -135,4 +178,6 @@ def _version_row(row: sqlite3.Row) -> VersionRow:
     data = dict(row)
     data["metrics"] = json.loads(data["metrics"])
     data["source"] = json.loads(data["source"])
+    writer = data.get("writer")
+    data["writer"] = Owner.from_dict(json.loads(writer)) if writer else None
     return VersionRow(**data)

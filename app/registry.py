@@ -26,7 +26,8 @@ import torch
 
 from app.errors import ConflictError, InvalidInputError, NotFoundError
 from app.layout import DataLayout
-from app.model_index import ModelIndex, VersionRow
+from app.model_index import ModelIndex, VersionLostError, VersionRow
+from app.ownership import LEASE_SECONDS, Owner, writer_gone
 from app.tokenizers import TokenizerCache
 from models.boundaries import end_id
 from models.checkpoint import fsync_directory, load_checkpoint, save_checkpoint
@@ -35,6 +36,30 @@ from models.tokenizer import Tokenizer, TokenizerConfig
 from models.vocab import Vocab
 
 logger = logging.getLogger("seqlab.registry")
+STAGING_PREFIX = ".staging-"  # then the writer's Owner.token, "-" and a random suffix
+
+
+class _LeaseKeeper:
+    """Renews a pending version's lease every third of it, while a block writes it."""
+
+    def __init__(self, index: ModelIndex, name: str, version: int) -> None:
+        self._index, self._name, self._version = index, name, version
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name="seqlab-lease", daemon=True)
+
+    def _renew(self) -> None:
+        while not self._done.wait(LEASE_SECONDS / 3):
+            if not self._index.renew_lease(self._name, self._version):
+                return  # swept: mark_ready will say so
+
+    def __enter__(self) -> _LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._done.set()
+
+
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 _NAME = re.compile(NAME_PATTERN)
 
@@ -105,15 +130,27 @@ class ModelRegistry:
 
     # -- start-up -------------------------------------------------------------------------
     def load(self) -> None:
-        """Sweep interrupted writes, then load the latest ready version of every model."""
+        """Sweep what gone writers left behind, then load the latest ready version of every
+        model. A version another live process is writing (``seqlab train`` publishing) is left
+        alone: :meth:`sync` picks it up once it is ready."""
         for row in self.index.pending_versions():
+            if not writer_gone(row.writer, row.lease_until):
+                logger.info(
+                    "version %s@%s is being written by %s", row.name, row.version, row.writer
+                )
+                continue
             logger.warning("discarding interrupted version %s@%s", row.name, row.version)
             shutil.rmtree(self.path(row.name, row.version), ignore_errors=True)
             self.index.discard_version(row.name, row.version)
         known = {row.name for row in self.index.models()}
         for directory in self.models_dir.iterdir():
-            if directory.is_dir() and directory.name not in known:
-                shutil.rmtree(directory, ignore_errors=True)  # a deletion that was interrupted
+            if not directory.is_dir() or directory.name in known:
+                continue
+            if directory.name.startswith(STAGING_PREFIX):
+                owner = Owner.from_token(directory.name[len(STAGING_PREFIX) :].rsplit("-", 1)[0])
+                if not writer_gone(owner, None):
+                    continue  # another process is writing a checkpoint there
+            shutil.rmtree(directory, ignore_errors=True)  # an interrupted deletion or write
         for name in sorted(known):
             versions = self.index.versions(name)
             if versions:
@@ -214,7 +251,11 @@ class ModelRegistry:
     ) -> LoadedModel:
         """Write, load and publish a new version; ``create`` makes version 1 of a new model."""
         validate_name(name)
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.models_dir))
+        staging = Path(
+            tempfile.mkdtemp(
+                prefix=f"{STAGING_PREFIX}{Owner.current().token}-", dir=self.models_dir
+            )
+        )
         try:
             checkpoint = save_checkpoint(staging / "checkpoint", model, vocab, tokenizer)
             return self.publish_directory(
@@ -247,11 +288,15 @@ class ModelRegistry:
             version = self.index.reserve_version(name, create=create, source=source or {})
             path = self.path(name, version)
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                os.rename(checkpoint, path)
-                fsync_directory(path.parent)
-                row = self.index.mark_ready(name, version, metrics or {})
+                with _LeaseKeeper(self.index, name, version):
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    os.rename(checkpoint, path)
+                    fsync_directory(path.parent)
+                    row = self.index.mark_ready(name, version, metrics or {})
                 loaded = self._load_version(row)
+            except VersionLostError:
+                shutil.rmtree(path, ignore_errors=True)  # ours, never published; the row is gone
+                raise
             except BaseException:
                 shutil.rmtree(path, ignore_errors=True)
                 self.index.discard_version(name, version)

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from app.ownership import Owner
 from models.vocab import Vocab
 
 IDS_FILE = "ids.safetensors"  # {"train": ids, "val": ids}
@@ -41,6 +42,15 @@ def read_vocab(job_dir: Path) -> Vocab:
 
 def checkpoint_dir(job_dir: Path) -> Path:
     return job_dir / CHECKPOINT_DIR
+
+
+CLI_JOB_PREFIX = "cli-"  # then the Owner.token of the `seqlab train` process (and -rankN)
+
+
+def cli_owner(job_dir: Path) -> Owner | None:
+    """The process that owns a ``seqlab train`` job directory, from its name."""
+    token = job_dir.name[len(CLI_JOB_PREFIX) :].split("-rank", 1)[0]
+    return Owner.from_token(token)
 
 
 def discard(job_dir: Path) -> None:

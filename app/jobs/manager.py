@@ -31,6 +31,7 @@ from app.jobs.protocol import (
 from app.jobs.publishing import publish_run, run_metrics
 from app.jobs.store import JobRecord, JobStore
 from app.jobs.worker import run_job
+from app.ownership import writer_gone
 from app.registry import ModelRegistry
 from models.training import EpochRecord, Progress, planned_steps
 
@@ -90,7 +91,25 @@ class JobManager:
                     else:
                         self._finish(record, "failed", error="its prepared data is missing")
                         files.discard(self.job_dir(record.id))
+            self._sweep_orphans()
             self._schedule()
+
+    def _sweep_orphans(self) -> None:
+        """Remove job directories nobody will use: a ``seqlab train`` run's once its process
+        is gone, and a job's whose record is finished or was never written (the service
+        stopped between preparing and queueing it)."""
+        if not self.jobs_dir.is_dir():
+            return
+        for directory in self.jobs_dir.iterdir():
+            if not directory.is_dir():
+                continue
+            if directory.name.startswith(files.CLI_JOB_PREFIX):
+                if writer_gone(files.cli_owner(directory), None):
+                    files.discard(directory)
+                continue
+            record = self._jobs.get(directory.name)
+            if record is None or record.finished:
+                files.discard(directory)
 
     def close(self) -> None:
         """Stop running workers; their jobs end as failed (interrupted), queued ones stay."""

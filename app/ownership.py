@@ -1,0 +1,118 @@
+"""Who is writing something under the data directory, and whether that writer still lives.
+
+A pending version row, a ``seqlab train`` job directory and a half-written corpus file each
+record their :class:`Owner`: the host, the process id, and the process's start time (so a
+recycled pid is not taken for the writer). Start-up sweeps only what a gone owner left behind:
+on this host a writer is alive while a process with its pid *and* start time exists, even when
+it is stopped (SIGSTOP); for a writer on another host (a shared volume) only its lease can
+tell, so the sweep waits until the lease has expired.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+# Long enough that no version is half-written for longer (a rename and a load), short enough
+# that a writer on another host that died frees its version within minutes.
+LEASE_SECONDS = 600.0
+_HAS_PROC = Path("/proc/self/stat").exists()
+_TOKEN = re.compile(r"^(?P<host>[A-Za-z0-9_.-]+)~(?P<pid>\d+)~(?P<started>\d+)$")
+
+
+@dataclass(frozen=True)
+class Owner:
+    host: str
+    pid: int
+    started: int  # the process's start time, in clock ticks since boot (/proc/PID/stat)
+
+    @classmethod
+    def current(cls) -> Owner:
+        return cls(_host(), os.getpid(), process_start(os.getpid()) or 0)
+
+    def is_alive(self) -> bool | None:
+        """True or False on this host; None for another host's process (unknowable here)."""
+        if self.host != _host():
+            return None
+        started = process_start(self.pid)
+        return started is not None and started == self.started
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"host": self.host, "pid": self.pid, "started": self.started}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Owner | None:
+        try:
+            return cls(str(data["host"]), int(data["pid"]), int(data["started"]))  # type: ignore[index]
+        except (TypeError, KeyError, ValueError):
+            return None
+
+    @property
+    def token(self) -> str:
+        """The owner in a file name: ``host~pid~started``."""
+        return f"{self.host}~{self.pid}~{self.started}"
+
+    @classmethod
+    def from_token(cls, token: str) -> Owner | None:
+        match = _TOKEN.match(token)
+        if match is None:
+            return None
+        return cls(match["host"], int(match["pid"]), int(match["started"]))
+
+
+def lease_until(seconds: float = LEASE_SECONDS) -> str:
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat(timespec="milliseconds")
+
+
+def writer_gone(owner: Owner | None, lease: str | None) -> bool:
+    """Whether what ``owner`` was writing may be swept: its process is gone (this host), or it
+    is another host's and its lease has expired; anything without an owner is from a release
+    that recorded none, and is swept as before."""
+    if owner is None:
+        return True
+    alive = owner.is_alive()
+    if alive is not None:
+        return not alive
+    if lease is None:
+        return True
+    try:
+        return datetime.fromisoformat(lease) < datetime.now(UTC)
+    except ValueError:
+        return True
+
+
+def process_start(pid: int) -> int | None:
+    """A process's start time in clock ticks since boot, or None when there is no such
+    process. Where ``/proc`` is missing, a process that exists counts as started at 0."""
+    if not _HAS_PROC:
+        return _exists(pid)
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return _exists(pid)
+    # The command name (field 2) may hold spaces and parentheses: split after its last ")".
+    fields = stat.rsplit(")", 1)[1].split()
+    return int(fields[19])  # field 22 of the whole line: starttime
+
+
+def _exists(pid: int) -> int | None:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return 0
+    return 0
+
+
+@cache
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname()) or "localhost"
