@@ -89,16 +89,24 @@ class CorpusStore:
         path = self.path(corpus.id)
         # Named for its writer: a start-up sweeps it only when that process is gone.
         staging = self.directory / f"{corpus.id}.{Owner.current().token}{PARTIAL_SUFFIX}"
-        with open(staging, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(staging, path)
+        try:
+            with open(staging, "w", encoding="utf-8") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(staging, path)
+        except BaseException:
+            staging.unlink(missing_ok=True)  # a full disk leaves nothing half-written
+            raise
         fsync_directory(self.directory)
-        self._database.execute(
-            "INSERT INTO corpora VALUES (?, ?, ?, ?, ?, ?)",
-            (corpus.id, filename, corpus.bytes, corpus.lines, corpus.chars, corpus.created_at),
-        )
+        try:
+            self._database.execute(
+                "INSERT INTO corpora VALUES (?, ?, ?, ?, ?, ?)",
+                (corpus.id, filename, corpus.bytes, corpus.lines, corpus.chars, corpus.created_at),
+            )
+        except BaseException:
+            path.unlink(missing_ok=True)  # not indexed: not kept
+            raise
         return corpus
 
     def get(self, corpus_id: str) -> Corpus:

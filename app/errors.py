@@ -7,6 +7,8 @@ framework, so the stores stay usable from the CLI and from plain Python.
 
 from __future__ import annotations
 
+import errno
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -62,6 +64,45 @@ class InvalidInputError(ServiceError):
 
 class NotReadyError(ServiceError):
     """The service is still loading jieba or the registry."""
+
+
+class InsufficientStorageError(ServiceError):
+    """The data directory's device is full (or over its quota): nothing was written."""
+
+
+class StorageNotWritableError(ServiceError):
+    """The data directory cannot be written (read-only, or not ours): nothing was written."""
+
+
+_FULL = {errno.ENOSPC, errno.EDQUOT}
+_NOT_WRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def storage_error(error: BaseException) -> ServiceError | None:
+    """The domain error a failed write under the data directory means, or None: a full device
+    (507) or a directory that cannot be written (503), naming the path."""
+    if isinstance(error, sqlite3.OperationalError):  # SQLite says it in words
+        message = str(error).lower()
+        if "disk is full" in message:
+            error = OSError(errno.ENOSPC, "the database's disk is full")
+        elif "readonly" in message or "read-only" in message:
+            error = OSError(errno.EROFS, "the database is read-only")
+        else:
+            return None
+    if not isinstance(error, OSError) or error.errno not in _FULL | _NOT_WRITABLE:
+        return None
+    path = error.filename or "the data directory"
+    if error.errno in _FULL:
+        return InsufficientStorageError(
+            f"no space left on the device of {path} ({error.strerror}): nothing was written; "
+            "free some space (old model versions, corpora) and try again",
+            path=str(path),
+        )
+    return StorageNotWritableError(
+        f"{path} cannot be written ({error.strerror}): nothing was written; the data directory "
+        "must be writable by the service's user",
+        path=str(path),
+    )
 
 
 @contextmanager

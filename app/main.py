@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,6 +12,7 @@ from fastapi import Depends, FastAPI
 
 from app import __version__
 from app.deps import publish_security
+from app.errors import InsufficientStorageError, storage_error
 from app.middleware import BodySizeLimitMiddleware, MetricsMiddleware
 from app.problems import install_error_handlers
 from app.routers import (
@@ -27,6 +30,7 @@ from app.routers import (
 from app.routers.docs import install_docs
 from app.settings import Settings
 from app.state import ServiceState
+from models.errors import DeviceError
 
 DESCRIPTION = """
 Word-level text-sequence modeling, Chinese first: segment text with jieba, build vocabularies,
@@ -53,11 +57,30 @@ TAGS = [
 ]
 
 
+def configuration_problem(error: Exception, settings: Settings) -> str:
+    """The one line a start that cannot go on prints."""
+    if isinstance(error, DeviceError):
+        return f"{error}; set SEQLAB_DEVICE=cpu (or auto, which falls back to the CPU)"
+    root = settings.layout.root.resolve()
+    storage = storage_error(error)
+    if isinstance(storage, InsufficientStorageError):
+        return f"the data directory {root} is on a full device ({error}); free some space"
+    return (
+        f"the data directory {root} cannot be written ({error}); make it writable by uid "
+        f"{os.getuid()} (the container runs as uid 10001: chown -R 10001 a bind-mounted /data), "
+        "or point SEQLAB_DATA_DIR elsewhere"
+    )
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the service. Nothing is loaded until the app starts (its lifespan)."""
     settings = settings or Settings()
     logging.getLogger("seqlab").setLevel(settings.log_level.upper())
-    state = ServiceState(settings)
+    try:
+        state = ServiceState(settings)
+    except (DeviceError, OSError, sqlite3.Error) as error:
+        # A configuration mistake: one line that says what and how to fix it, no traceback.
+        raise SystemExit(f"seqlab: {configuration_problem(error, settings)}") from None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sqlite3
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -23,13 +24,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.errors import (
     ConflictError,
+    InsufficientStorageError,
     InvalidInputError,
     LimitExceededError,
     NotFoundError,
     NotReadyError,
     ServiceError,
+    StorageNotWritableError,
     UnauthorizedError,
     UnsupportedMediaTypeError,
+    storage_error,
 )
 from models.errors import ConfigError, UnknownIdError, UnknownTokenError
 
@@ -57,6 +61,8 @@ ERROR_TABLE: dict[type[Exception], ErrorKind] = {
     UnknownTokenError: ErrorKind(422, "Unknown token", "unknown-token"),
     UnknownIdError: ErrorKind(422, "Unknown id", "unknown-id"),
     NotReadyError: ErrorKind(503, "Not ready", "not-ready"),
+    StorageNotWritableError: ErrorKind(503, "Storage not writable", "storage-not-writable"),
+    InsufficientStorageError: ErrorKind(507, "Insufficient storage", "insufficient-storage"),
 }
 INTERNAL = ErrorKind(500, "Internal server error", "internal")
 _LOCATIONS = ("body", "query", "path", "header")
@@ -147,6 +153,10 @@ def problem_response(
     )
 
 
+# What a route that writes under the data dir may answer besides: full (507), read-only (503).
+STORAGE_ERRORS = (InsufficientStorageError, StorageNotWritableError)
+
+
 def responses_for(*error_types: type[Exception]) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` for the errors a route can answer with (422 always included).
 
@@ -235,6 +245,16 @@ def _allowed_methods(request: Request) -> list[str]:
     return sorted(methods)
 
 
+async def _handle_storage(request: Request, error: Exception) -> JSONResponse:
+    """A failed write: a full or read-only data dir is said as such (507, 503), not a 500."""
+    storage = storage_error(error)
+    if storage is None:
+        return await _handle_unexpected(request, error)
+    logger.error("%s %s: %s", request.method, request.url.path, storage.detail)
+    kind, detail, extra = describe(storage)
+    return problem_response(kind, detail, request, **extra)
+
+
 async def _handle_unexpected(request: Request, error: Exception) -> JSONResponse:
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem_response(INTERNAL, "the server failed to answer this request", request)
@@ -253,4 +273,7 @@ def install_error_handlers(app: FastAPI) -> None:
         if error_type is not RequestValidationError:
             app.add_exception_handler(error_type, _handle_known)
     app.add_exception_handler(StarletteHTTPException, _handle_http)  # type: ignore[arg-type]
+    # Handled here, not by the catch-all below, which Starlette re-raises after answering.
+    app.add_exception_handler(OSError, _handle_storage)
+    app.add_exception_handler(sqlite3.Error, _handle_storage)
     app.add_exception_handler(Exception, _handle_unexpected)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -14,6 +16,7 @@ import torch
 
 from app.corpora import CorpusStore
 from app.demo import ensure_lesson_model, ensure_xiyouji_job
+from app.errors import storage_error
 from app.jobs.manager import JobManager
 from app.jobs.store import JobStore
 from app.metrics import Metrics
@@ -23,6 +26,7 @@ from app.tokenizers import TokenizerCache
 from models.device import resolve_device
 
 logger = logging.getLogger("seqlab")
+STORAGE_CHECK_SECONDS = 2.0  # /ready probes the data dir with a write at most this often
 T = TypeVar("T")
 
 
@@ -58,6 +62,8 @@ class ServiceState:
         self.registry_ready = False
         self.start_error: str | None = None
         self.startup_seconds: float | None = None
+        self._storage_checked_at = -STORAGE_CHECK_SECONDS
+        self._storage_problem: str | None = None
         self._limiter: anyio.CapacityLimiter | None = None
         self._starter: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -65,6 +71,31 @@ class ServiceState:
     @property
     def ready(self) -> bool:
         return self.jieba_ready and self.registry_ready
+
+    def storage_problem(self) -> str | None:
+        """Why the data directory cannot take a write now (full, read-only), or None.
+
+        A real write (a small file, fsynced, removed), at most every few seconds: permission
+        bits cannot tell a read-only mount or a full disk, nor anything for root.
+        """
+        now = time.monotonic()
+        if now - self._storage_checked_at < STORAGE_CHECK_SECONDS:
+            return self._storage_problem
+        self._storage_checked_at = now
+        probe = self.settings.layout.root / f".write-probe-{os.getpid()}"
+        try:
+            with open(probe, "wb") as handle:
+                handle.write(b"seqlab")
+                handle.flush()
+                os.fsync(handle.fileno())
+            self._storage_problem = None
+        except OSError as error:
+            storage = storage_error(error)
+            self._storage_problem = storage.detail if storage else f"{error}"
+        finally:
+            with contextlib.suppress(OSError):
+                probe.unlink(missing_ok=True)
+        return self._storage_problem
 
     def start_in_background(self) -> None:
         self._starter = threading.Thread(target=self._start, name="seqlab-start", daemon=True)

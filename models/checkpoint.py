@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -88,7 +89,10 @@ def save_checkpoint(
         config_path.write_text(json.dumps(document, ensure_ascii=False), encoding="utf-8")
         weights_path = staging / WEIGHTS_FILE
         # save_model drops the duplicate of a tied weight; load_model re-ties it.
-        save_model(model, str(weights_path), metadata={"format": FORMAT})
+        try:
+            save_model(model, str(weights_path), metadata={"format": FORMAT})
+        except SafetensorError as error:
+            raise _as_os_error(error, weights_path) from error
         _fsync_file(config_path)
         _fsync_file(weights_path)
         fsync_directory(staging)
@@ -98,6 +102,16 @@ def save_checkpoint(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return directory
+
+
+def _as_os_error(error: SafetensorError, path: Path) -> Exception:
+    """safetensors reports a failed write in words ("… (os error 28)"): the OSError it was, so
+    that a full disk reads as one (errno ENOSPC) to whoever handles it."""
+    found = re.search(r"os error (\d+)", str(error))
+    if found is None:
+        return error
+    number = int(found[1])
+    return OSError(number, os.strerror(number), str(path))
 
 
 def read_checkpoint_document(directory: str | Path) -> dict[str, Any]:

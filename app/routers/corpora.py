@@ -11,7 +11,7 @@ from app.errors import (
     UnsupportedMediaTypeError,
 )
 from app.limits import check_limit
-from app.problems import responses_for
+from app.problems import STORAGE_ERRORS, responses_for
 from app.schemas.training import CorpusInfo, CorpusList
 from app.services import corpora as service
 
@@ -41,7 +41,9 @@ UPLOAD_BODY = {
     "",
     status_code=status.HTTP_201_CREATED,
     openapi_extra=UPLOAD_BODY,
-    responses=responses_for(InvalidInputError, LimitExceededError, UnsupportedMediaTypeError),
+    responses=responses_for(
+        InvalidInputError, LimitExceededError, UnsupportedMediaTypeError, *STORAGE_ERRORS
+    ),
 )
 async def upload_corpus(request: Request, response: Response, state: WriteState) -> CorpusInfo:
     """Upload a UTF-8 training text: a `text/plain` body or a `multipart/form-data` file."""

@@ -1,6 +1,7 @@
 import platform
 from importlib.metadata import version
 
+import anyio
 import torch
 from fastapi import APIRouter, Request, Response
 
@@ -22,16 +23,19 @@ async def health() -> Health:
 
 @router.get("/ready", responses=responses_for(NotReadyError))
 async def ready(request: Request, response: Response) -> Readiness:
-    """200 once jieba and the registry are loaded; 503 until then."""
+    """200 once jieba and the registry are loaded and the data dir takes writes; 503 until
+    then, or while it does not (full, read-only), with the reason in `error`."""
     state = request.app.state.service
-    if not state.ready:
+    storage = await anyio.to_thread.run_sync(state.storage_problem) if state.ready else None
+    ready = state.ready and storage is None
+    if not ready:
         response.status_code = 503
     return Readiness(
-        ready=state.ready,
+        ready=ready,
         jieba=state.jieba_ready,
         registry=state.registry_ready,
         models_loaded=len(state.registry) if state.registry_ready else 0,
-        error=state.start_error,
+        error=state.start_error or storage,
     )
 
 

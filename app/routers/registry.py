@@ -4,7 +4,7 @@ from fastapi import APIRouter, Path, Query, Response, status
 
 from app.deps import JsonWriteState, ReadState, WriteState
 from app.errors import ConflictError, LimitExceededError, NotFoundError, UnsupportedMediaTypeError
-from app.problems import responses_for
+from app.problems import STORAGE_ERRORS, responses_for
 from app.registry import NAME_PATTERN
 from app.routers import name_model
 from app.schemas.registry import CreateModelRequest, ModelInfo, ModelList, VersionInfo, VocabPage
@@ -18,7 +18,9 @@ VersionQuery = Annotated[int | None, Query(ge=1, description="A version; the lat
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    responses=responses_for(ConflictError, LimitExceededError, UnsupportedMediaTypeError),
+    responses=responses_for(
+        ConflictError, LimitExceededError, UnsupportedMediaTypeError, *STORAGE_ERRORS
+    ),
 )
 async def create_model(
     request: CreateModelRequest, response: Response, state: JsonWriteState

@@ -9,7 +9,7 @@ from fastapi.responses import StreamingResponse
 
 from app.deps import JsonWriteState, ReadState, WriteState
 from app.errors import ConflictError, LimitExceededError, NotFoundError, UnsupportedMediaTypeError
-from app.problems import responses_for
+from app.problems import STORAGE_ERRORS, responses_for
 from app.registry import NAME_PATTERN
 from app.schemas.training import JobInfo, JobList, TrainRequest
 from app.services import training as service
@@ -30,6 +30,7 @@ WAIT_POLL_SECONDS = 0.1
             ConflictError,
             LimitExceededError,
             UnsupportedMediaTypeError,
+            *STORAGE_ERRORS,
         ),
     },
 )
