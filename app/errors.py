@@ -66,6 +66,14 @@ class NotReadyError(ServiceError):
     """The service is still loading jieba or the registry."""
 
 
+class OverloadedError(ServiceError):
+    """Too much work queued: refused at once, to be retried after ``retry_after`` seconds."""
+
+    def __init__(self, detail: str, *, retry_after: int, **extra: Any) -> None:
+        super().__init__(detail, retry_after=retry_after, **extra)
+        self.retry_after = retry_after
+
+
 class InsufficientStorageError(ServiceError):
     """The data directory's device is full (or over its quota): nothing was written."""
 

@@ -42,6 +42,13 @@ class Metrics:
             ),
             registry=self.registry,
         )
+        self.shed = Counter(
+            "seqlab_requests_shed",
+            "Requests refused with a 429 before any work, by class of work and reason "
+            "(queue_full, deadline).",
+            ["kind", "reason"],
+            registry=self.registry,
+        )
         gauge = Gauge(
             "seqlab_models_loaded", "Models loaded on the device.", registry=self.registry
         )

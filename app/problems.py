@@ -29,6 +29,7 @@ from app.errors import (
     LimitExceededError,
     NotFoundError,
     NotReadyError,
+    OverloadedError,
     ServiceError,
     StorageNotWritableError,
     UnauthorizedError,
@@ -60,6 +61,7 @@ ERROR_TABLE: dict[type[Exception], ErrorKind] = {
     ConfigError: ErrorKind(422, "Invalid settings", "invalid-settings"),
     UnknownTokenError: ErrorKind(422, "Unknown token", "unknown-token"),
     UnknownIdError: ErrorKind(422, "Unknown id", "unknown-id"),
+    OverloadedError: ErrorKind(429, "Too many requests", "overloaded"),
     NotReadyError: ErrorKind(503, "Not ready", "not-ready"),
     StorageNotWritableError: ErrorKind(503, "Storage not writable", "storage-not-writable"),
     InsufficientStorageError: ErrorKind(507, "Insufficient storage", "insufficient-storage"),
@@ -153,8 +155,9 @@ def problem_response(
     )
 
 
-# What a route that writes under the data dir may answer besides: full (507), read-only (503).
-STORAGE_ERRORS = (InsufficientStorageError, StorageNotWritableError)
+# What a route that writes under the data dir may answer besides: full (507), read-only (503)
+# (and 429 when the uploads' queue is full).
+WRITE_ERRORS = (InsufficientStorageError, StorageNotWritableError, OverloadedError)
 
 
 def responses_for(*error_types: type[Exception]) -> dict[int | str, dict[str, Any]]:
@@ -202,6 +205,8 @@ async def _handle_validation(request: Request, error: RequestValidationError) ->
 async def _handle_known(request: Request, error: Exception) -> JSONResponse:
     kind, detail, extra = describe(error)
     headers = {"WWW-Authenticate": "Bearer"} if isinstance(error, UnauthorizedError) else None
+    if isinstance(error, OverloadedError):
+        headers = {"Retry-After": str(error.retry_after)}
     return problem_response(kind, detail, request, headers, **extra)
 
 

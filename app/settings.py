@@ -82,6 +82,24 @@ class Settings(BaseSettings):
         description="How often to pick up versions published by another process "
         "(seqlab train on the same data dir); 0 = never.",
     )
+    max_queued_inference: int = Field(
+        64,
+        ge=0,
+        description="Inference requests that may wait for one of the inference_threads; past "
+        "that, 429 with Retry-After.",
+    )
+    upload_threads: int = Field(
+        2, ge=1, description="Uploads, model creations and training submissions at once."
+    )
+    max_queued_uploads: int = Field(
+        8, ge=0, description="Of those, how many may wait; past that, 429 with Retry-After."
+    )
+    queue_deadline_seconds: float = Field(
+        5.0,
+        gt=0,
+        description="A request that waited this long without starting is refused (429), "
+        "never computed late.",
+    )
     max_running_jobs: int = Field(
         1, ge=1, description="Training jobs run at once; more wait queued."
     )

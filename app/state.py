@@ -9,11 +9,12 @@ import threading
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import anyio
 import torch
 
+from app.admission import Admission
 from app.corpora import CorpusStore
 from app.demo import ensure_lesson_model, ensure_xiyouji_job
 from app.errors import storage_error
@@ -26,6 +27,7 @@ from app.tokenizers import TokenizerCache
 from models.device import resolve_device
 
 logger = logging.getLogger("seqlab")
+WorkKind = Literal["inference", "upload"]
 STORAGE_CHECK_SECONDS = 2.0  # /ready probes the data dir with a write at most this often
 T = TypeVar("T")
 
@@ -64,7 +66,7 @@ class ServiceState:
         self.startup_seconds: float | None = None
         self._storage_checked_at = -STORAGE_CHECK_SECONDS
         self._storage_problem: str | None = None
-        self._limiter: anyio.CapacityLimiter | None = None
+        self._admissions: dict[str, Admission] = {}
         self._starter: threading.Thread | None = None
         self._stopping = threading.Event()
 
@@ -152,7 +154,33 @@ class ServiceState:
             if changes:
                 logger.info("registry changed on disk: %s", ", ".join(changes))
 
-    async def run(self, function: Callable[..., T], *args: object, small: bool = False) -> T:
+    def admission(self, kind: WorkKind) -> Admission:
+        """The bounded queue of one class of work (made on first use, in the event loop)."""
+        admission = self._admissions.get(kind)
+        if admission is None:
+            settings = self.settings
+            running, queued = (
+                (settings.inference_threads, settings.max_queued_inference)
+                if kind == "inference"
+                else (settings.upload_threads, settings.max_queued_uploads)
+            )
+            admission = Admission(
+                kind,
+                running,
+                queued,
+                settings.queue_deadline_seconds,
+                on_shed=lambda kind, reason: self.metrics.shed.labels(kind, reason).inc(),
+            )
+            self._admissions[kind] = admission
+        return admission
+
+    async def run(
+        self,
+        function: Callable[..., T],
+        *args: object,
+        small: bool = False,
+        kind: WorkKind = "inference",
+    ) -> T:
         """Run torch or jieba work in inference mode, off the event loop unless ``small``.
 
         ``small`` is the router's bounded estimate that the work takes microseconds (a few
@@ -162,11 +190,9 @@ class ServiceState:
         """
         if small:
             return _inference(partial(function, *args))
-        if self._limiter is None:
-            self._limiter = anyio.CapacityLimiter(self.settings.inference_threads)
-        return await anyio.to_thread.run_sync(
-            _inference, partial(function, *args), limiter=self._limiter
-        )
+        # A bounded queue per class of work: past it, a 429 now rather than an answer late.
+        async with self.admission(kind).slot():
+            return await anyio.to_thread.run_sync(_inference, partial(function, *args))
 
     def close(self) -> None:
         self._stopping.set()

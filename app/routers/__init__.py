@@ -10,6 +10,7 @@ from app.errors import (
     InvalidInputError,
     LimitExceededError,
     NotFoundError,
+    OverloadedError,
     UnsupportedMediaTypeError,
 )
 from app.inline import runs_inline
@@ -23,7 +24,9 @@ AnswerT = TypeVar("AnswerT")
 
 # What an inference route (a JSON body naming a model) can answer besides its 200. The 401
 # is added by app.deps.publish_security where the settings protect the route.
-INFERENCE_ERRORS = responses_for(NotFoundError, LimitExceededError, UnsupportedMediaTypeError)
+INFERENCE_ERRORS = responses_for(
+    NotFoundError, LimitExceededError, UnsupportedMediaTypeError, OverloadedError
+)
 
 
 # ``?version=N`` on a route whose body names a model: the same as ``"version": N`` in the body.

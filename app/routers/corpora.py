@@ -11,7 +11,7 @@ from app.errors import (
     UnsupportedMediaTypeError,
 )
 from app.limits import check_limit
-from app.problems import STORAGE_ERRORS, responses_for
+from app.problems import WRITE_ERRORS, responses_for
 from app.schemas.training import CorpusInfo, CorpusList
 from app.services import corpora as service
 
@@ -42,7 +42,7 @@ UPLOAD_BODY = {
     status_code=status.HTTP_201_CREATED,
     openapi_extra=UPLOAD_BODY,
     responses=responses_for(
-        InvalidInputError, LimitExceededError, UnsupportedMediaTypeError, *STORAGE_ERRORS
+        InvalidInputError, LimitExceededError, UnsupportedMediaTypeError, *WRITE_ERRORS
     ),
 )
 async def upload_corpus(request: Request, response: Response, state: WriteState) -> CorpusInfo:
@@ -67,7 +67,7 @@ async def upload_corpus(request: Request, response: Response, state: WriteState)
             f"upload a corpus as text/plain or multipart/form-data, not {media_type or 'nothing'}"
         )
     check_limit(state.settings.limits, "max_corpus_bytes", len(data))
-    corpus = await state.run(state.corpora.add, data, filename)
+    corpus = await state.run(state.corpora.add, data, filename, kind="upload")
     response.headers["Location"] = f"/corpora/{corpus.id}"
     return service.corpus_info(corpus)
 

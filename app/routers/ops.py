@@ -53,6 +53,7 @@ async def info(state: LoadingReadState) -> Info:
         device=str(state.device),
         cuda_available=torch.cuda.is_available(),
         limits=settings.limits.model_dump(),
+        admission={kind: state.admission(kind).describe() for kind in ("inference", "upload")},
         models_loaded=state.registry.names() if state.registry_ready else [],
         auth={
             "api_key_required_for_writes": settings.api_key is not None,

@@ -4,7 +4,7 @@ from fastapi import APIRouter, Path, Query, Response, status
 
 from app.deps import JsonWriteState, ReadState, WriteState
 from app.errors import ConflictError, LimitExceededError, NotFoundError, UnsupportedMediaTypeError
-from app.problems import STORAGE_ERRORS, responses_for
+from app.problems import WRITE_ERRORS, responses_for
 from app.registry import NAME_PATTERN
 from app.routers import name_model
 from app.schemas.registry import CreateModelRequest, ModelInfo, ModelList, VersionInfo, VocabPage
@@ -19,7 +19,7 @@ VersionQuery = Annotated[int | None, Query(ge=1, description="A version; the lat
     "",
     status_code=status.HTTP_201_CREATED,
     responses=responses_for(
-        ConflictError, LimitExceededError, UnsupportedMediaTypeError, *STORAGE_ERRORS
+        ConflictError, LimitExceededError, UnsupportedMediaTypeError, *WRITE_ERRORS
     ),
 )
 async def create_model(
@@ -27,7 +27,12 @@ async def create_model(
 ) -> ModelInfo:
     """Create a model: vocabulary from `texts`, random weights (seeded), version 1."""
     loaded = await state.run(
-        service.create_model, request, state.registry, state.tokenizers, state.settings.limits
+        service.create_model,
+        request,
+        state.registry,
+        state.tokenizers,
+        state.settings.limits,
+        kind="upload",
     )
     name_model(response, loaded.name, loaded.version)
     response.headers["Location"] = f"/models/{loaded.name}"
@@ -84,4 +89,4 @@ async def get_vocab(
 )
 async def delete_model(name: NameParam, state: WriteState) -> None:
     """Delete a model, every version and its files."""
-    await state.run(state.registry.delete, name)
+    await state.run(state.registry.delete, name, kind="upload")

@@ -9,7 +9,7 @@ from fastapi.responses import StreamingResponse
 
 from app.deps import JsonWriteState, ReadState, WriteState
 from app.errors import ConflictError, LimitExceededError, NotFoundError, UnsupportedMediaTypeError
-from app.problems import STORAGE_ERRORS, responses_for
+from app.problems import WRITE_ERRORS, responses_for
 from app.registry import NAME_PATTERN
 from app.schemas.training import JobInfo, JobList, TrainRequest
 from app.services import training as service
@@ -30,7 +30,7 @@ WAIT_POLL_SECONDS = 0.1
             ConflictError,
             LimitExceededError,
             UnsupportedMediaTypeError,
-            *STORAGE_ERRORS,
+            *WRITE_ERRORS,
         ),
     },
 )
@@ -44,6 +44,7 @@ async def train(request: TrainRequest, response: Response, state: JsonWriteState
         state.tokenizers,
         state.corpora,
         state.settings.limits,
+        kind="upload",
     )
     response.headers["Location"] = f"/train/{record.id}"
     if request.wait:

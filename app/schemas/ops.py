@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 
 class Health(BaseModel):
@@ -29,5 +29,9 @@ class Info(BaseModel):
     device: str
     cuda_available: bool
     limits: dict[str, Any]
+    admission: dict[str, dict[str, float | int]] = Field(
+        description="Per class of work: slots running at once, requests that may wait, and the "
+        "deadline after which a waiting request is refused (429)."
+    )
     models_loaded: list[str]
     auth: dict[str, bool]

@@ -2,8 +2,9 @@
 
 The catalogue shows every error status that a route taking input documents (its OpenAPI
 ``responses``, generated from :data:`app.problems.ERROR_TABLE`) with at least one input that
-gets it, except the 401 (no API key is configured here; see ``test_deps.py``) and the 409
-(a state, not an input; see ``test_name_taken_is_409`` and the training tests).
+gets it, except the 401 (no API key is configured here; see ``test_deps.py``), the 409
+(a state, not an input; see ``test_name_taken_is_409`` and the training tests) and the 429
+(a load, not an input; see ``test_admission.py``).
 
 Each case checks the exact status, the ``application/problem+json`` media type, the RFC 9457
 members (type, title, status, detail), and that the body NAMES the problem: the offending
@@ -1334,7 +1335,7 @@ def operation_of(spec: dict[str, Any], method: str, url: str) -> tuple[str, str]
 
 
 def test_every_error_a_route_documents_is_shown_by_a_case(api: TestClient) -> None:
-    """For each route that takes input, each documented 4xx but 401 and 409 has a case."""
+    """For each route that takes input, each documented 4xx but 401, 409 and 429 has a case."""
     spec = api.get("/openapi.json").json()
     shown = set()
     for param in CASES:
@@ -1348,7 +1349,7 @@ def test_every_error_a_route_documents_is_shown_by_a_case(api: TestClient) -> No
         for method, operation in item.items()
         if "requestBody" in operation or operation.get("parameters")
         for status in operation["responses"]
-        if status.startswith("4") and status not in {"401", "409"}
+        if status.startswith("4") and status not in {"401", "409", "429"}
         if (method, template, status) not in shown
     ]
     assert not missing, "no bad-input case shows these documented answers"
