@@ -9,7 +9,7 @@ from pathlib import Path
 
 from app.database import Database, utc_now
 from app.errors import InvalidInputError, NotFoundError
-from app.ownership import Owner, writer_gone
+from app.ownership import Owner, lease_of, writer_gone
 from models.checkpoint import fsync_directory
 
 SCHEMA = """
@@ -59,7 +59,7 @@ class CorpusStore:
         for path in self.directory.glob(f"*{PARTIAL_SUFFIX}"):
             parts = path.name[: -len(PARTIAL_SUFFIX)].split(".", 1)
             owner = Owner.from_token(parts[1]) if len(parts) == 2 else None
-            if writer_gone(owner, None):
+            if writer_gone(owner, lease_of(path)):
                 path.unlink(missing_ok=True)
 
     def close(self) -> None:

@@ -70,6 +70,16 @@ def lease_until(seconds: float = LEASE_SECONDS) -> str:
     return (datetime.now(UTC) + timedelta(seconds=seconds)).isoformat(timespec="milliseconds")
 
 
+def lease_of(path: Path) -> str | None:
+    """A file's or directory's lease: its last change plus :data:`LEASE_SECONDS` (a writer on
+    another host keeps what it writes there fresh); None when it is gone already."""
+    try:
+        changed = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+    except OSError:
+        return None
+    return (changed + timedelta(seconds=LEASE_SECONDS)).isoformat(timespec="milliseconds")
+
+
 def writer_gone(owner: Owner | None, lease: str | None) -> bool:
     """Whether what ``owner`` was writing may be swept: its process is gone (this host), or it
     is another host's and its lease has expired; anything without an owner is from a release

@@ -27,7 +27,7 @@ import torch
 from app.errors import ConflictError, InvalidInputError, NotFoundError
 from app.layout import DataLayout
 from app.model_index import ModelIndex, VersionLostError, VersionRow
-from app.ownership import LEASE_SECONDS, Owner, writer_gone
+from app.ownership import LEASE_SECONDS, Owner, lease_of, writer_gone
 from app.tokenizers import TokenizerCache
 from models.boundaries import end_id
 from models.checkpoint import fsync_directory, load_checkpoint, save_checkpoint
@@ -148,7 +148,7 @@ class ModelRegistry:
                 continue
             if directory.name.startswith(STAGING_PREFIX):
                 owner = Owner.from_token(directory.name[len(STAGING_PREFIX) :].rsplit("-", 1)[0])
-                if not writer_gone(owner, None):
+                if not writer_gone(owner, lease_of(directory)):
                     continue  # another process is writing a checkpoint there
             shutil.rmtree(directory, ignore_errors=True)  # an interrupted deletion or write
         for name in sorted(known):

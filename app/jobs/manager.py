@@ -31,7 +31,7 @@ from app.jobs.protocol import (
 from app.jobs.publishing import publish_run, run_metrics
 from app.jobs.store import JobRecord, JobStore
 from app.jobs.worker import run_job
-from app.ownership import writer_gone
+from app.ownership import lease_of, writer_gone
 from app.registry import ModelRegistry
 from models.training import EpochRecord, Progress, planned_steps
 
@@ -104,7 +104,7 @@ class JobManager:
             if not directory.is_dir():
                 continue
             if directory.name.startswith(files.CLI_JOB_PREFIX):
-                if writer_gone(files.cli_owner(directory), None):
+                if writer_gone(files.cli_owner(directory), lease_of(directory)):
                     files.discard(directory)
                 continue
             record = self._jobs.get(directory.name)

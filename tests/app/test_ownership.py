@@ -15,7 +15,7 @@ import pytest
 from app.corpora import CorpusStore
 from app.jobs import files
 from app.model_index import ModelIndex, VersionLostError
-from app.ownership import Owner, lease_until, writer_gone
+from app.ownership import LEASE_SECONDS, Owner, lease_of, lease_until, writer_gone
 from app.registry import ModelRegistry
 from app.tokenizers import TokenizerCache
 from tests.app.conftest import start_client
@@ -42,12 +42,19 @@ def test_a_live_process_is_alive_and_a_gone_or_recycled_one_is_not():
     assert Owner.from_dict(me.to_dict()) == me
 
 
-def test_another_hosts_writer_is_trusted_until_its_lease_expires():
+def test_another_hosts_writer_is_trusted_until_its_lease_expires(tmp_path):
     elsewhere = Owner("another-host", 1234, 99)
     assert elsewhere.is_alive() is None
     assert not writer_gone(elsewhere, lease_until(60))
     assert writer_gone(elsewhere, lease_until(-1))
     assert writer_gone(None, None)  # written by a release that recorded no owner
+    # a file's lease is its last change: fresh from another host, it stays
+    fresh = tmp_path / f"0123456789abcdef.{elsewhere.token}.partial"
+    fresh.write_text("half", encoding="utf-8")
+    assert not writer_gone(elsewhere, lease_of(fresh))
+    old = time.time() - 2 * LEASE_SECONDS
+    os.utime(fresh, (old, old))
+    assert writer_gone(elsewhere, lease_of(fresh))
 
 
 def test_a_swept_writer_gets_a_clear_error(tmp_path):
