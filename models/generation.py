@@ -19,6 +19,8 @@ from models.lm import Hidden, RNNLanguageModel
 # overflows to -inf everywhere.
 GREEDY_BELOW = 1e-4
 FinishReason = Literal["eos", "stop", "length"]
+# Below this a penalty only says "repeat": p^0.01 is ~1 for every seen token.
+MIN_REPETITION_PENALTY = 0.01
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,8 @@ def _penalise(log_probs: torch.Tensor, seen: torch.Tensor, penalty: float) -> to
     """The multiplicative repetition penalty (CTRL; Hugging Face's ``repetition_penalty``) on
     log-probabilities: a seen token's ``log p`` (≤ 0) is multiplied by ``penalty``, i.e. its
     probability becomes ``p^penalty`` before renormalising. ``seen`` is ``(batch, vocab)``."""
-    penalised = torch.where(seen, log_probs * penalty, log_probs)
+    # Only finite entries: -inf (an excluded token) times a penalty that rounds to 0 would be NaN.
+    penalised = torch.where(seen & torch.isfinite(log_probs), log_probs * penalty, log_probs)
     return torch.log_softmax(penalised, dim=-1)
 
 
@@ -172,8 +175,11 @@ def generate(
         raise ConfigError("temperature must be non-negative", field="temperature")
     if top_k_size is not None and top_k_size < 1:
         raise ConfigError("top_k must be at least 1", field="top_k")
-    if repetition_penalty <= 0:
-        raise ConfigError("repetition_penalty must be positive", field="repetition_penalty")
+    if not repetition_penalty >= MIN_REPETITION_PENALTY:
+        raise ConfigError(
+            f"repetition_penalty must be at least {MIN_REPETITION_PENALTY}",
+            field="repetition_penalty",
+        )
     if n < 1:
         raise ConfigError("n must be at least 1", field="n")
     generator = torch.Generator()

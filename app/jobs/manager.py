@@ -142,9 +142,12 @@ class JobManager:
             ]
 
     def wait(self, job_id: str, timeout: float | None = None) -> JobRecord:
-        """Block until the job has finished (or ``timeout``); return its snapshot."""
+        """Block until the job has finished and its worker is cleaned up (its directory
+        removed), or ``timeout``; return its snapshot."""
         with self._changed:
-            self._changed.wait_for(lambda: self._jobs[job_id].finished, timeout)
+            self._changed.wait_for(
+                lambda: self._jobs[job_id].finished and job_id not in self._running, timeout
+            )
         return self.get(job_id)
 
     def job_dir(self, job_id: str) -> Path:
@@ -201,7 +204,12 @@ class JobManager:
             if record is None:
                 raise JobNotFoundError(f"job {job_id!r} does not exist", job_id=job_id)
             if record.finished:
-                raise ConflictError(f"job {job_id!r} has already {record.status}", job_id=job_id)
+                raise ConflictError(
+                    f"job {job_id!r} has already ended: it {record.status}"
+                    if record.status != "cancelled"
+                    else f"job {job_id!r} was already cancelled",
+                    job_id=job_id,
+                )
             if record.status == "queued":
                 self._queue.remove(job_id)
                 files.discard(self.job_dir(job_id))
@@ -322,6 +330,7 @@ class JobManager:
             with self._lock:
                 self._running.pop(job_id, None)
                 files.discard(self.job_dir(job_id))
+                self._changed.notify_all()  # wait() also waits for this clean-up
                 self._schedule()
 
     def _publish(self, record: JobRecord, finished: Finished) -> None:

@@ -61,6 +61,10 @@ def reject_unknown_query(request: Request) -> None:
         return
     known = _query_names(dependant)
     for name in request.query_params:
+        if len(request.query_params.getlist(name)) > 1:
+            raise InvalidInputError(
+                f"query parameter {name!r} is given more than once", field=f"query.{name}"
+            )
         if name not in known:
             accepted = ", ".join(sorted(known)) or "none"
             raise InvalidInputError(

@@ -18,6 +18,7 @@ router = APIRouter(prefix="/train", tags=["training"])
 JobId = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$", description="The job's id.")]
 EVENT_POLL_SECONDS = 0.2
 WAIT_POLL_SECONDS = 0.1
+WAIT_LIMIT_SECONDS = 600.0  # `wait` holds a request at most this long
 
 
 @router.post(
@@ -48,11 +49,14 @@ async def train(request: TrainRequest, response: Response, state: JsonWriteState
     )
     response.headers["Location"] = f"/train/{record.id}"
     if request.wait:
-        # Poll rather than block a thread per waiting client.
-        while not record.finished:
+        # Poll rather than block a thread per waiting client; past the limit, the 202 as if
+        # `wait` had not been asked (the job goes on; its `links` say where to follow it).
+        deadline = asyncio.get_running_loop().time() + WAIT_LIMIT_SECONDS
+        while not record.finished and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(WAIT_POLL_SECONDS)
             record = state.jobs.get(record.id)
-        response.status_code = 200
+        if record.finished:
+            response.status_code = 200
     return service.job_info(record)
 
 
@@ -112,10 +116,10 @@ async def job_events(
     resume = _parse_event_id(last_event_id)
     if resume is not None:
         epochs = len(record.metrics.get("history", {}).get("epochs", []))
-        if resume[0] > epochs or resume[1] > record.revision:
+        if resume[2] and record.finished and resume[:2] == (epochs, record.revision):
+            return Response(status_code=204)  # it saw this job's `done`
+        if resume[2] or resume[0] > epochs or resume[1] > record.revision:
             resume = None  # an id from another job or another life: start afresh, with `state`
-        elif resume[2]:
-            return Response(status_code=204)
     return StreamingResponse(
         _event_stream(state, job_id, resume),
         media_type="text/event-stream",

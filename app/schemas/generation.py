@@ -104,7 +104,7 @@ class GenerateRequest(StrictModel):
     top_k: int | None = Field(None, ge=1)
     repetition_penalty: float = Field(
         1.0,
-        gt=0.0,
+        ge=0.01,
         le=10.0,
         description="Multiplicative (CTRL / Hugging Face): a token already in the prompt or the "
         "continuation has its probability p made p^penalty, then renormalised. 1.0 is off.",

@@ -66,7 +66,11 @@ class TrainRequest(StrictModel):
         "~15 % faster steps on a CPU with AVX-512 BF16 or a GPU, perplexity ~1 % higher at "
         "equal steps.",
     )
-    wait: bool = Field(False, description="Answer when the job has finished (200) instead of 202.")
+    wait: bool = Field(
+        False,
+        description="Answer when the job has finished (200) instead of 202; a job still running "
+        "after 10 minutes is answered 202 as without `wait`.",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> TrainRequest:

@@ -83,6 +83,8 @@ def generate(
     """Generate as ``request`` says; ``on_token`` sees each token as it is chosen (streaming)."""
     loaded = registry.get(request.model, request.version)
     check_value(limits, "max_generate_tokens", request.max_tokens, "body.max_tokens")
+    if request.top_k is not None:
+        check_value(limits, "max_top_k", request.top_k, "body.top_k")
     check_texts(limits, [request.prompt])
     encoded = encode_texts(loaded, [request.prompt], "prompt")
     vocab = loaded.vocab

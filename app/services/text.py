@@ -25,7 +25,8 @@ def encode_texts(loaded: LoadedModel, texts: list[str], field: str = "texts") ->
         tokens = loaded.tokenizer.tokenize(text)
         if not tokens:
             raise InvalidInputError(
-                f"text {position} has no tokens once segmented (only whitespace or punctuation?)",
+                (f"text {position}" if field == "texts" else f"the {field}")
+                + " has no tokens once segmented (only whitespace or punctuation?)",
                 field=f"body.{field}.{position}" if field == "texts" else f"body.{field}",
             )
         all_tokens.append(tokens)

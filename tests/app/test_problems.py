@@ -896,6 +896,20 @@ CASES = [
         404,
         slug="not-found",
     ),
+    over_value(
+        "limit-max-top-k-generate",
+        "/generate",
+        {"model": "lesson", "prompt": "我爱", "max_tokens": 2, "top_k": 4},
+        "max_top_k",
+        "body.top_k",
+    ),
+    post(
+        "generate-repetition-penalty-underflows",
+        "/generate",
+        {"model": "lesson", "prompt": "我爱", "repetition_penalty": 1e-100},
+        422,
+        field="body.repetition_penalty",
+    ),
     # -- /score --------------------------------------------------------------------------------
     post("score-unknown-model", "/score", {"model": "nope", "text": "我爱"}, 404, slug="not-found"),
     post(
@@ -945,6 +959,15 @@ CASES = [
         "/models?limit=3",
         422,
         field="query.limit",
+    ),
+    case(
+        "query-parameter-twice",
+        "POST",
+        "/predict?version=1&version=2",
+        422,
+        json={"model": "lesson", "text": "我爱", "k": 1},
+        field="query.version",
+        mentions=("more than once",),
     ),
     case(
         "query-version-disagrees-with-body",

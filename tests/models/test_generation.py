@@ -86,6 +86,7 @@ def test_state_is_carried_so_generation_equals_rereading(model):
         ({"temperature": -0.5}, "temperature"),
         ({"top_k_size": 0}, "top_k"),
         ({"repetition_penalty": 0.0}, "repetition_penalty"),
+        ({"repetition_penalty": 1e-100}, "repetition_penalty"),
         ({"n": 0}, "n"),
     ],
 )

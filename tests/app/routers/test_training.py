@@ -320,6 +320,20 @@ def test_the_boundary_rule_says_where_texts_end(client, boundary, texts, tokens)
     assert forward.json()["initial_state"] == ("zeros" if boundary == "none" else "eos")
 
 
+@pytest.mark.slow
+def test_a_done_id_for_a_job_not_done_gets_the_stream_not_a_204(client):
+    job = long_job(client)
+    try:
+        with client.stream(
+            "GET", f"/train/{job['job_id']}/events", headers={"Last-Event-ID": "0-0-done"}
+        ) as stream:
+            assert stream.status_code == 200
+            first = next(line for line in stream.iter_lines() if line.startswith("event: "))
+        assert first == "event: state"  # started afresh: the whole current state
+    finally:
+        client.delete(f"/train/{job['job_id']}")
+
+
 def test_the_held_out_split_is_whole_texts(client):
     job = client.post(
         "/train",
