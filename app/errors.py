@@ -66,6 +66,10 @@ class NotReadyError(ServiceError):
     """The service is still loading jieba or the registry."""
 
 
+class RequestTimeoutError(ServiceError):
+    """The client stopped sending its body: the request is cut."""
+
+
 class OverloadedError(ServiceError):
     """Too much work queued: refused at once, to be retried after ``retry_after`` seconds."""
 

@@ -125,5 +125,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_bytes=limits.max_body_bytes,
         # A corpus upload may be bigger; its multipart framing adds a little.
         per_path={"/corpora": ("max_corpus_bytes", limits.max_corpus_bytes + 65_536)},
+        body_timeout=settings.body_timeout_seconds,
     )
     return app

@@ -5,25 +5,33 @@ from __future__ import annotations
 import json
 import time
 
+import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import LimitExceededError
+from app.errors import LimitExceededError, RequestTimeoutError
 from app.limits import over_limit
 from app.metrics import Metrics
 from app.problems import PROBLEM_MEDIA_TYPE, CarriedError, describe, problem_body
 
 
 class BodySizeLimitMiddleware:
-    """Answer 413 to bodies over ``max_bytes``, by Content-Length or while streaming.
+    """Answer 413 to bodies over ``max_bytes``, by Content-Length or while streaming, and 408
+    to a body that stalls for ``body_timeout`` seconds between two of its chunks.
 
-    uvicorn has no body limit of its own, so without this a client could make the service
-    buffer any amount of memory.
+    uvicorn has neither of its own, so without this a client could make the service buffer any
+    amount of memory, or hold a connection (and a task) by sending a body short of its
+    Content-Length and then nothing.
     """
 
     def __init__(
-        self, app: ASGIApp, max_bytes: int, per_path: dict[str, tuple[str, int]] | None = None
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        per_path: dict[str, tuple[str, int]] | None = None,
+        body_timeout: float = 30.0,
     ) -> None:
         self.app = app
+        self.body_timeout = body_timeout
         self.default = ("max_body_bytes", max_bytes)
         # Routes that take bigger bodies (a corpus upload) have their own named limit.
         self.per_path = per_path or {}
@@ -44,10 +52,23 @@ class BodySizeLimitMiddleware:
                     return
         received = 0
         response_started = False
+        body_done = False
 
         async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_done
+            if body_done:  # afterwards receive() only waits for a disconnect: never cut that
+                return await receive()
+            try:
+                with anyio.fail_after(self.body_timeout):
+                    message = await receive()
+            except TimeoutError:
+                raise CarriedError(
+                    RequestTimeoutError(
+                        f"the body stopped arriving: nothing for {self.body_timeout:g} s after "
+                        f"{received} bytes"
+                    )
+                ) from None
+            body_done = message["type"] != "http.request" or not message.get("more_body", False)
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > max_bytes:
@@ -64,12 +85,16 @@ class BodySizeLimitMiddleware:
         try:
             await self.app(scope, limited_receive, tracking_send)
         except CarriedError as carried:
-            if not response_started and isinstance(carried.error, LimitExceededError):
+            if not response_started and isinstance(
+                carried.error, LimitExceededError | RequestTimeoutError
+            ):
                 await _reject(scope, send, carried.error)
 
 
-async def _reject(scope: Scope, send: Send, error: LimitExceededError) -> None:
-    """A 413 problem answer sent before anything read the body; the connection closes."""
+async def _reject(
+    scope: Scope, send: Send, error: LimitExceededError | RequestTimeoutError
+) -> None:
+    """A 413 or 408 problem answer, sent before the body was used; the connection closes."""
     kind, detail, extra = describe(error)
     body = json.dumps(problem_body(kind, detail, scope.get("path", ""), **extra)).encode()
     await send(

@@ -100,6 +100,9 @@ class Settings(BaseSettings):
         description="A request that waited this long without starting is refused (429), "
         "never computed late.",
     )
+    body_timeout_seconds: float = Field(
+        30.0, gt=0, description="A request body that stalls this long is cut with a 408."
+    )
     max_running_jobs: int = Field(
         1, ge=1, description="Training jobs run at once; more wait queued."
     )

@@ -8,7 +8,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import anyio
@@ -88,16 +90,16 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.mark.slow
-def test_an_overloaded_service_sheds_with_429_and_health_answers_throughout(tmp_path):
-    port = free_port()
+@contextmanager
+def running_service(tmp_path: Path, port: int, settings: dict[str, str]) -> Iterator[str]:
+    """A real uvicorn serving the app on ``port`` with these SEQLAB_* settings, until ready;
+    its base URL. Stopped (its process group) at the end."""
     environment = {
         **{k: v for k, v in os.environ.items() if not k.startswith("SEQLAB_")},
         "SEQLAB_DATA_DIR": str(tmp_path / "data"),
         "SEQLAB_TRAIN_DEMO_MODEL": "false",
-        "SEQLAB_INFERENCE_THREADS": "1",
-        "SEQLAB_MAX_QUEUED_INFERENCE": "2",
         "SEQLAB_LOG_LEVEL": "warning",
+        **settings,
     }
     server = subprocess.Popen(
         [
@@ -125,6 +127,16 @@ def test_an_overloaded_service_sheds_with_429_and_health_answers_throughout(tmp_
                 pass
             assert time.monotonic() < deadline, "the service never became ready"
             time.sleep(0.1)
+        yield base
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_an_overloaded_service_sheds_with_429_and_health_answers_throughout(tmp_path):
+    settings = {"SEQLAB_INFERENCE_THREADS": "1", "SEQLAB_MAX_QUEUED_INFERENCE": "2"}
+    with running_service(tmp_path, free_port(), settings) as base:
         # Each is ~a quarter million characters of jieba: far over what runs inline.
         bulk = {"texts": ["我爱学习自然语言处理，今天天气很好。" * 400] * 32}
 
@@ -155,6 +167,3 @@ def test_an_overloaded_service_sheds_with_429_and_health_answers_throughout(tmp_
             "queued": 2,
             "deadline_seconds": 5.0,
         }
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
