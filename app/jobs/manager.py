@@ -25,6 +25,7 @@ from app.jobs.protocol import (
     Failed,
     Finished,
     PreparedJob,
+    Started,
     TerminalEvent,
     WorkerEvent,
 )
@@ -82,7 +83,7 @@ class JobManager:
         with self._lock:
             for record in self.store.all():
                 self._jobs[record.id] = record
-                if record.status == "running":
+                if record.status in ("starting", "running"):
                     self._finish(record, "failed", error="interrupted: the service stopped")
                     files.discard(self.job_dir(record.id))
                 elif record.status == "queued":
@@ -245,7 +246,8 @@ class JobManager:
             target=self._watch, args=(job_id,), name=f"watch-{job_id}", daemon=True
         )
         self._running[job_id] = _Running(process, cancel, events, watcher)
-        record.status = "running"
+        # `running` once the worker has loaded (torch and all) and said so (Started).
+        record.status = "starting"
         record.started_at = utc_now()
         record.worker_pid = process.pid
         self._touch(record)
@@ -276,6 +278,8 @@ class JobManager:
         with self._lock:
             record = self._jobs[job_id]
             history = record.metrics.setdefault("history", {"epochs": [], "steps": []})
+            if isinstance(event, Started | Progress) and record.status == "starting":
+                record.status = "running"  # the worker has loaded and reported
             if isinstance(event, Progress):
                 record.progress = {
                     "epoch": event.epoch,

@@ -15,7 +15,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
     model TEXT NOT NULL,
     status TEXT NOT NULL
-        CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')),
+        CHECK (status IN ('queued', 'starting', 'running', 'succeeded', 'failed', 'cancelled')),
     create_model INTEGER NOT NULL,
     base_version INTEGER,
     version INTEGER,
@@ -65,6 +65,23 @@ class JobRecord:
 class JobStore:
     def __init__(self, database: Path) -> None:
         self._database = Database(database, SCHEMA)
+        self._allow_starting()
+
+    def _allow_starting(self) -> None:
+        """A jobs table made before the ``starting`` status has a CHECK that refuses it; SQLite
+        cannot alter a CHECK, so the table is rebuilt with every row (same columns)."""
+        row = self._database.fetch_one("SELECT sql FROM sqlite_master WHERE name = 'jobs'")
+        if row is None or "'starting'" in row[0]:
+            return
+        create = SCHEMA.split("CREATE INDEX")[0].replace("IF NOT EXISTS jobs", "jobs_rebuilt")
+        with self._database.transaction() as connection:
+            connection.execute(create)
+            connection.execute("INSERT INTO jobs_rebuilt SELECT * FROM jobs")
+            connection.execute("DROP TABLE jobs")
+            connection.execute("ALTER TABLE jobs_rebuilt RENAME TO jobs")
+            connection.execute(
+                "CREATE INDEX IF NOT EXISTS jobs_by_model ON jobs (model, created_at)"
+            )
 
     def close(self) -> None:
         self._database.close()

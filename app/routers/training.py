@@ -64,7 +64,8 @@ async def train(request: TrainRequest, response: Response, state: JsonWriteState
 async def list_jobs(
     state: ReadState,
     model: Annotated[str | None, Query(pattern=NAME_PATTERN)] = None,
-    status: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None,
+    status: Literal["queued", "starting", "running", "succeeded", "failed", "cancelled"]
+    | None = None,
 ) -> JobList:
     """Jobs, oldest first, filtered by model and status."""
     return JobList(jobs=[service.job_info(r) for r in state.jobs.list(model, status)])

@@ -112,7 +112,9 @@ class JobMetrics(BaseModel):
 
 class JobInfo(BaseModel):
     job_id: str
-    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    status: Literal["queued", "starting", "running", "succeeded", "failed", "cancelled"] = Field(
+        description="starting: its worker process is loading; running: it has reported."
+    )
     model: str
     create: bool
     version: int | None = Field(None, description="The version this job published.")

@@ -7,6 +7,8 @@ into the manager's job directory and run in real spawned worker processes. A man
 
 from __future__ import annotations
 
+import json
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,7 +21,7 @@ from app.errors import ConflictError, NotFoundError
 from app.jobs import files
 from app.jobs.manager import JobManager
 from app.jobs.protocol import PreparedJob
-from app.jobs.store import JobRecord, JobStore
+from app.jobs.store import SCHEMA, JobRecord, JobStore
 from app.layout import DataLayout
 from app.model_index import utc_now
 from app.registry import ModelRegistry
@@ -132,7 +134,7 @@ def test_a_job_trains_and_publishes_the_next_version_with_its_metrics(
     manager = make_manager()
     prepared = prepare(manager, registry, tokenizers, max_steps=6, log_every=2)
     submitted = manager.submit(prepared)
-    assert submitted.status in ("queued", "running")
+    assert submitted.status in ("queued", "starting")
     assert submitted.base_version == 1
     done = manager.wait(submitted.id, timeout=JOB_TIMEOUT)
     assert done.status == "succeeded", done.error
@@ -162,7 +164,7 @@ def test_a_queued_job_can_be_cancelled_and_never_runs(
     manager = make_manager(max_running=1)
     first = long_job(manager, registry, tokenizers)
     second = manager.submit(prepare(manager, registry, tokenizers)).id
-    assert manager.get(first).status == "running"
+    assert manager.get(first).status in ("starting", "running")
     assert manager.get(second).status == "queued"
 
     cancelled = manager.cancel(second)
@@ -266,3 +268,45 @@ def test_an_unknown_job_is_not_found(make_manager: MakeManager) -> None:
     with pytest.raises(NotFoundError):
         manager.cancel("0123456789abcdef")
     assert manager.list() == []
+
+
+def test_a_job_is_starting_until_its_worker_has_loaded_and_reported(
+    make_manager: MakeManager, registry: ModelRegistry, tokenizers: TokenizerCache
+) -> None:
+    manager = make_manager()
+    job_id = long_job(manager, registry, tokenizers)
+    # A spawned worker imports torch before it can say anything: seconds, not microseconds.
+    assert manager.get(job_id).status == "starting"
+    assert manager.get(job_id).worker_pid is not None
+    running = wait_until(manager, job_id, lambda record: record.status == "running")
+    assert running.progress.get("total_steps", 0) > 0 or running.status == "running"
+    manager.cancel(job_id)
+
+
+def test_a_jobs_table_made_before_starting_existed_is_rebuilt_with_its_rows(
+    tmp_path: Path,
+    make_manager: MakeManager,
+    registry: ModelRegistry,
+    tokenizers: TokenizerCache,
+) -> None:
+    prepared = prepare(make_manager(max_running=0), registry, tokenizers)
+    database = tmp_path / "old.sqlite3"
+    old_schema = SCHEMA.replace("'queued', 'starting', 'running'", "'queued', 'running'")
+    connection = sqlite3.connect(database)
+    connection.executescript(old_schema)
+    connection.execute(
+        "INSERT INTO jobs (id, model, status, create_model, settings, data, spec, created_at) "
+        "VALUES ('0123456789abcdef', 'm', 'succeeded', 0, '{}', ?, ?, '2026-11-30T00:00:00Z')",
+        (json.dumps(prepared.data.to_dict()), json.dumps(prepared.spec.to_dict())),
+    )
+    connection.commit()
+    with pytest.raises(sqlite3.IntegrityError):
+        connection.execute("UPDATE jobs SET status = 'starting'")
+    connection.close()
+    store = JobStore(database)
+    (record,) = store.all()
+    assert (record.id, record.status) == ("0123456789abcdef", "succeeded")
+    record.status = "starting"
+    store.save(record)  # the new CHECK takes it
+    assert store.all()[0].status == "starting"
+    store.close()
