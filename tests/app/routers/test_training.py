@@ -58,7 +58,10 @@ def test_create_and_train_on_real_text_beats_the_unigram_baseline(client):
     assert submitted["status"] in ("queued", "starting")
     assert submitted["links"]["events"] == f"/train/{submitted['job_id']}/events"
     job = wait_for(
-        client, submitted["job_id"], lambda j: j["status"] not in ("queued", "starting", "running"), 180
+        client,
+        submitted["job_id"],
+        lambda j: j["status"] not in ("queued", "starting", "running"),
+        180,
     )
     assert job["status"] == "succeeded", job["error"]
     assert job["version"] == 1
