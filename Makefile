@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml $(BIN)/python
 	touch $(STAMP)
 
 serve: $(STAMP)
-	$(BIN)/uvicorn --factory app.main:create_app --host $(HOST) --port $(PORT)
+	$(BIN)/seqlab serve --host $(HOST) --port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/ruff check .

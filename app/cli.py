@@ -207,7 +207,17 @@ def _tokenize(arguments: argparse.Namespace) -> int:
 def _serve(arguments: argparse.Namespace) -> int:
     import uvicorn
 
-    uvicorn.run("app.main:create_app", factory=True, host=arguments.host, port=arguments.port)
+    from app.settings import Settings
+
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=arguments.host,
+        port=arguments.port,
+        # uvicorn's access log cost ~10 % of a small request's time (docs/benchmarks.md):
+        # off unless SEQLAB_ACCESS_LOG=true; /metrics counts every request anyway.
+        access_log=Settings().access_log,
+    )
     return 0
 
 

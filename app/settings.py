@@ -110,6 +110,11 @@ class Settings(BaseSettings):
         0, ge=0, description="torch threads of a training worker process; 0 = torch's default."
     )
     log_level: str = Field("info")
+    access_log: bool = Field(
+        False,
+        description="uvicorn's line per request (seqlab serve, make serve, the container); "
+        "off by default: it costs ~10 % of a small request.",
+    )
     limits: Limits = Field(default_factory=Limits)
 
     @property

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from app.cli import main
 from tests.app.conftest import start_client
+from tests.app.test_admission import free_port
 from tests.conftest import REPO_ROOT
 
 CORPUS = "我爱学习自然语言处理\n我爱机器学习\n我爱自然语言处理\n" * 30
@@ -141,3 +144,41 @@ def test_a_running_service_picks_up_what_the_cli_publishes(tmp_path, make_client
     answer = client.post("/predict", json={"model": "lesson-rnn", "text": "我爱"})
     assert answer.headers["Seqlab-Model"] == "lesson-rnn@2"
     assert client.get("/models/new").json()["version"] == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("access_log", [False, True])
+def test_serve_logs_each_request_only_when_asked(tmp_path, access_log):
+    port = free_port()
+    environment = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SEQLAB_")},
+        "SEQLAB_DATA_DIR": str(tmp_path / "data"),
+        "SEQLAB_TRAIN_DEMO_MODEL": "false",
+        "SEQLAB_CREATE_DEMO_MODEL": "false",
+        "SEQLAB_ACCESS_LOG": "true" if access_log else "false",
+    }
+    log = tmp_path / "serve.log"
+    with open(log, "w") as output:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/ready").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        assert httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+    logged = '"GET /health HTTP/1.1" 200' in log.read_text()
+    assert logged == access_log
