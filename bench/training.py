@@ -176,32 +176,47 @@ def repackage_hidden(hidden: Hidden) -> Hidden:
     return tuple(repackage_hidden(part) for part in hidden)
 
 
-def train_reference(model: RNNLanguageModel, train_ids: torch.Tensor, steps: int) -> Run:
-    """The hand-written baseline: steps, targets and mean loss (the caller adds the time)."""
+def train_reference(
+    model: RNNLanguageModel,
+    train_ids: torch.Tensor,
+    steps: int,
+    seconds: float | None = None,
+) -> Run:
+    """The hand-written baseline: steps, targets and mean loss (the caller adds the time).
+
+    Epochs follow one another (the state starting from zeros in each, as in WLM) until
+    ``steps`` are taken or, when given, ``seconds`` of wall-clock have passed.
+    """
     torch.manual_seed(SEED)  # the same dropout masks as fit(seed=0)
     data = batchify(train_ids, BATCH_SIZE)
     optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
     criterion = nn.CrossEntropyLoss()
     model.train()
-    hidden = model.init_hidden(BATCH_SIZE)
     vocab_size = model.config.vocab_size
     total_loss = 0.0
     targets_seen = 0
     step = 0
-    for position in range(0, data.size(1) - 1, BPTT):
-        if step >= steps:
-            break
-        inputs, targets = get_batch(data, position)
-        hidden = repackage_hidden(hidden)
-        model.zero_grad()
-        logits, hidden = model(inputs, hidden)
-        loss = criterion(logits.view(-1, vocab_size), targets.reshape(-1))
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), CLIP)
-        optimizer.step()
-        total_loss += loss.item() * targets.numel()
-        targets_seen += targets.numel()
-        step += 1
+    started = time.perf_counter()
+
+    def more() -> bool:
+        return step < steps and (seconds is None or time.perf_counter() - started < seconds)
+
+    while more():
+        hidden = model.init_hidden(BATCH_SIZE)
+        for position in range(0, data.size(1) - 1, BPTT):
+            if not more():
+                break
+            inputs, targets = get_batch(data, position)
+            hidden = repackage_hidden(hidden)
+            model.zero_grad()
+            logits, hidden = model(inputs, hidden)
+            loss = criterion(logits.view(-1, vocab_size), targets.reshape(-1))
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), CLIP)
+            optimizer.step()
+            total_loss += loss.item() * targets.numel()
+            targets_seen += targets.numel()
+            step += 1
     model.eval()
     return Run(
         name=REFERENCE,

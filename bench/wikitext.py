@@ -6,7 +6,7 @@ by ``<eos>``, 33,278 words) for the same wall-clock budget (``--seconds``, 15 mi
 each in its own fresh process, one after the other:
 
 * ``reference``: the training loop of pytorch/examples ``word_language_model`` written out by
-  hand (``bench.training.train_reference``'s loop, run until the budget is spent): full
+  hand (``bench.training.train_reference``, epoch after epoch until the budget is spent): full
   softmax over the vocabulary in first-seen order, ``torch.optim.Adam`` as it comes, glibc's
   default malloc.
 * ``seqlab``: what ``POST /train`` does with ``"create": {"output": "adaptive"}``: a
@@ -34,13 +34,11 @@ import json
 import math
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from bench.common import (
     add_data_dir_argument,
@@ -58,10 +56,8 @@ from bench.training import (
     CLIP,
     LEARNING_RATE,
     SEED,
-    batchify,
-    get_batch,
     read_words,
-    repackage_hidden,
+    train_reference,
 )
 from bench.training import make_model as make_reference_model
 from models.adaptive import choose_cutoffs
@@ -97,38 +93,14 @@ def run_reference(train_words: list[str], valid_words: list[str], seconds: float
     train_ids = torch.tensor(vocab.encode(train_words))
     valid_ids = torch.tensor(vocab.encode(valid_words))
     model = make_reference_model(len(vocab))
-    torch.manual_seed(SEED)
-    data = batchify(train_ids, BATCH_SIZE)
-    optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
-    criterion = nn.CrossEntropyLoss()
-    model.train()
-    steps = targets = 0
-    loss_sum = 0.0
     before = sample_cpu()
-    started = time.perf_counter()
-    while time.perf_counter() - started < seconds:  # epochs until the budget is spent
-        hidden = model.init_hidden(BATCH_SIZE)
-        for position in range(0, data.size(1) - 1, BPTT):
-            if time.perf_counter() - started >= seconds:
-                break
-            inputs, outputs = get_batch(data, position)
-            hidden = repackage_hidden(hidden)
-            model.zero_grad()
-            logits, hidden = model(inputs, hidden)
-            loss = criterion(logits.view(-1, len(vocab)), outputs.reshape(-1))
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), CLIP)
-            optimizer.step()
-            loss_sum += loss.item() * outputs.numel()
-            targets += outputs.numel()
-            steps += 1
-    elapsed = time.perf_counter() - started
+    run = train_reference(model, train_ids, steps=sys.maxsize, seconds=seconds)
     after = sample_cpu()
     return {
-        "steps": steps,
-        "target_tokens": targets,
-        "seconds": elapsed,
-        "train_loss": loss_sum / targets,
+        "steps": run.steps,
+        "target_tokens": run.target_tokens,
+        "seconds": after.wall - before.wall,
+        "train_loss": run.train_loss,
         "others_cpu_share": others_cpu_share(before, after),
         "val_perplexity": _valid_perplexity(model, valid_ids),
         "unigram_perplexity": unigram_perplexity(train_ids, valid_ids[1:], len(vocab)),

@@ -68,7 +68,7 @@ def next_token_log_probs(
         result = model.recurrent(ids, lengths=lengths)
         last = result.output[torch.arange(len(rows)), lengths.to(ids.device) - 1]
         hidden = result.hn if result.cn is None else (result.hn, result.cn)
-    scores = model._scores(last.unsqueeze(1))[:, 0]  # (batch, vocab)
+    scores = model.output_scores(last)  # (batch, vocab)
     return torch.log_softmax(scores.float(), dim=-1), hidden
 
 

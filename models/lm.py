@@ -172,14 +172,16 @@ class RNNLanguageModel(nn.Module):
             output layer, the log-probabilities of an adaptive one.
         """
         features, hidden = self.features(ids, hidden)
-        return self._scores(features), hidden
+        return self.output_scores(features), hidden
 
-    def _scores(self, features: torch.Tensor) -> torch.Tensor:
+    def output_scores(self, features: torch.Tensor) -> torch.Tensor:
+        """The output layer alone: ``(..., hidden_size)`` → ``(..., vocab_size)`` scores whose
+        softmax is the next-token distribution (logits, or an adaptive layer's log-probs)."""
         if self.adaptive is not None:
             flat = features.reshape(-1, features.size(-1))  # (batch·seq, hidden)
             return self.adaptive.log_prob(flat).view(*features.shape[:-1], -1)
         assert self.decoder is not None
-        return self.decoder(features)  # (batch, seq, vocab_size)
+        return self.decoder(features)  # (..., vocab_size)
 
     def log_probs(
         self, ids: torch.Tensor, hidden: Hidden | None = None
