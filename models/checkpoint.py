@@ -45,7 +45,8 @@ class Checkpoint:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-def _fsync_file(path: Path) -> None:
+def sync_file(path: Path) -> None:
+    """Make a file's contents durable before it is renamed into place."""
     with open(path, "rb") as handle:
         os.fsync(handle.fileno())
 
@@ -92,9 +93,9 @@ def save_checkpoint(
         try:
             save_model(model, str(weights_path), metadata={"format": FORMAT})
         except SafetensorError as error:
-            raise _as_os_error(error, weights_path) from error
-        _fsync_file(config_path)
-        _fsync_file(weights_path)
+            raise write_error(error, weights_path) from error
+        sync_file(config_path)
+        sync_file(weights_path)
         fsync_directory(staging)
         os.rename(staging, directory)
         fsync_directory(directory.parent)
@@ -104,7 +105,7 @@ def save_checkpoint(
     return directory
 
 
-def _as_os_error(error: SafetensorError, path: Path) -> Exception:
+def write_error(error: SafetensorError, path: Path) -> Exception:
     """safetensors reports a failed write in words ("… (os error 28)"): the OSError it was, so
     that a full disk reads as one (errno ENOSPC) to whoever handles it."""
     found = re.search(r"os error (\d+)", str(error))

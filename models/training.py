@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +24,7 @@ from models.dataset import (
 from models.errors import ConfigError
 from models.evaluation import evaluate, perplexity
 from models.lm import Hidden, RNNLanguageModel, detach_hidden
+from models.training_state import TrainingState
 
 Batching = Literal["stream", "windows"]
 Precision = Literal["float32", "bfloat16"]
@@ -56,6 +58,11 @@ class TrainingConfig:
     eval_batch_size: int = 10
     log_every: int = 50
     precision: Precision = "float32"
+    # How often fit() hands its state to on_checkpoint (whichever comes first; None: never by
+    # that measure). Writing the state of WikiText-2's 2×200 LSTM takes ~0.3 s here, so once a
+    # minute costs ~0.5 % of the run (docs/benchmarks.md).
+    checkpoint_every_steps: int | None = None
+    checkpoint_every_seconds: float | None = 60.0
 
     def __post_init__(self) -> None:
         checks = [
@@ -78,6 +85,16 @@ class TrainingConfig:
             ),
             (self.eval_batch_size >= 1, "eval_batch_size", "must be at least 1"),
             (self.log_every >= 1, "log_every", "must be at least 1"),
+            (
+                self.checkpoint_every_steps is None or self.checkpoint_every_steps >= 1,
+                "checkpoint_every_steps",
+                "must be at least 1 or null",
+            ),
+            (
+                self.checkpoint_every_seconds is None or self.checkpoint_every_seconds > 0,
+                "checkpoint_every_seconds",
+                "must be positive or null",
+            ),
             (
                 self.precision in ("float32", "bfloat16"),
                 "precision",
@@ -150,6 +167,12 @@ class TrainingResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainingResult:
+        values = dict(data)
+        values["epochs"] = [EpochRecord(**record) for record in data.get("epochs", [])]
+        return cls(**values)
 
 
 def split_ids(
@@ -239,6 +262,9 @@ def fit(
     should_stop: Callable[[], bool] | None = None,
     after_backward: Callable[[list[nn.Parameter]], None] | None = None,
     eos_id: int | None = None,
+    resume: TrainingState | None = None,
+    on_checkpoint: Callable[[TrainingState], None] | None = None,
+    checkpoint_when_stopped: Callable[[], bool] | None = None,
 ) -> TrainingResult:
     """Train ``model`` in place on ``train_ids`` and return what it reached.
 
@@ -249,11 +275,22 @@ def fit(
     with ``stop_reason="stopped"``. ``after_backward`` sees the parameters after each backward
     pass (data-parallel training averages their gradients there). With ``eos_id`` the
     held-out stream is whole texts, each evaluated as a fresh text (:func:`evaluate`).
+
+    ``on_checkpoint`` receives the run's :class:`TrainingState` every
+    ``config.checkpoint_every_steps`` steps or ``config.checkpoint_every_seconds`` seconds,
+    when ``should_stop`` ends the run and ``checkpoint_when_stopped()`` is True, and once the
+    run has ended (with its result). ``resume`` continues from such a state: the same steps,
+    losses and weights follow as if the run had never stopped (with the same ``config``, data
+    and device).
     """
     config = config or TrainingConfig()
     train_ids = as_id_tensor(train_ids)
     check_trainable(len(train_ids), config)
     device = model.device
+    if resume is not None and resume.result is not None:  # it had ended: nothing to train
+        model.load_state_dict(resume.model_state)
+        model.eval()
+        return TrainingResult.from_dict(resume.result)
     if config.seed is not None:
         torch.manual_seed(config.seed)  # dropout masks
     generator = torch.Generator()
@@ -266,19 +303,25 @@ def fit(
     # on WikiText-2's 2×200 LSTM with an adaptive output, 40 → 35 ms a step on this CPU, and
     # validation perplexity after 1,500 steps 302 instead of 299 (docs/benchmarks.md).
     bfloat16 = config.precision == "bfloat16"
-    lr = config.lr
 
-    best_val: float | None = None
+    loop = _Loop(lr=config.lr)
     best_state: dict[str, torch.Tensor] | None = None
-    bad_epochs = 0
-    step = 0
-    target_tokens = 0
-    train_seconds = 0.0
-    epochs: list[EpochRecord] = []
-    steps_history: list[dict[str, float]] = []
+    hidden: Hidden | None = None
+    if resume is not None:
+        loop = _Loop.resumed(resume)
+        model.load_state_dict(resume.model_state)
+        optimizer.load_state_dict(resume.optimizer_state)
+        best_state = resume.best_state
+        hidden = _to_device(resume.hidden, device)
+        generator.set_state(resume.rng["generator"])
+        torch.set_rng_state(resume.rng["torch"])
+        if "cuda" in resume.rng and device.type == "cuda":
+            torch.cuda.set_rng_state(resume.rng["cuda"], device)
     stop_reason: StopReason = "completed"
-    started = time.perf_counter()
-    last_train_loss = math.nan
+    started = time.perf_counter() - loop.elapsed_seconds
+    epoch_started = time.perf_counter()
+    generator_at_epoch = generator.get_state()
+    last_checkpoint = (loop.step, time.perf_counter())
     model.train()
 
     def seconds_left() -> float | None:
@@ -286,21 +329,71 @@ def fit(
             return None
         return config.max_seconds - (time.perf_counter() - started)
 
-    if on_progress is not None:  # the plan, before the first step takes its time
-        on_progress(Progress(0, total_steps, 0, config.epochs, None, 0.0, lr, 0.0, seconds_left()))
+    def snapshot() -> TrainingState:
+        now = time.perf_counter()
+        state = loop.state(
+            train_seconds=loop.train_seconds + now - epoch_started,
+            elapsed_seconds=now - started,
+        )
+        state.model_state = model.state_dict()
+        state.optimizer_state = optimizer.state_dict()
+        state.best_state = best_state
+        state.hidden = hidden
+        state.rng = {"torch": torch.get_rng_state(), "generator": generator_at_epoch}
+        if device.type == "cuda":
+            state.rng["cuda"] = torch.cuda.get_rng_state(device)
+        return state
 
-    for epoch in range(1, config.epochs + 1):
-        epoch_loss = 0.0
-        epoch_targets = 0
-        window_loss = 0.0
-        window_targets = 0
-        hidden: Hidden | None = None
+    def checkpoint() -> None:
+        nonlocal last_checkpoint
+        if on_checkpoint is not None and loop.step != last_checkpoint[0]:
+            on_checkpoint(snapshot())
+        last_checkpoint = (loop.step, time.perf_counter())
+
+    def checkpoint_due() -> bool:
+        every_steps, every_seconds = config.checkpoint_every_steps, config.checkpoint_every_seconds
+        return on_checkpoint is not None and (
+            (every_steps is not None and loop.step - last_checkpoint[0] >= every_steps)
+            or (
+                every_seconds is not None
+                and time.perf_counter() - last_checkpoint[1] >= every_seconds
+            )
+        )
+
+    if on_progress is not None:  # the plan (or where a resumed run stands) before a step
+        elapsed = loop.train_seconds
+        on_progress(
+            Progress(
+                loop.step,
+                total_steps,
+                loop.epoch if resume is not None else 0,
+                config.epochs,
+                None,
+                loop.target_tokens / elapsed if elapsed > 0 else 0.0,
+                loop.lr,
+                elapsed,
+                seconds_left(),
+            )
+        )
+
+    for epoch in range(loop.epoch, config.epochs + 1):
+        batches: Iterator[tuple[torch.Tensor, torch.Tensor, bool]]
+        if resume is not None and epoch == resume.epoch:  # go on inside the resumed epoch
+            generator_at_epoch = resume.rng["generator"]
+            batches = itertools.islice(epoch_batches(), loop.batches_done, None)
+        else:
+            loop.start_epoch(epoch)
+            hidden = None
+            generator_at_epoch = generator.get_state()  # the epoch's order is drawn from here
+            batches = epoch_batches()
         epoch_started = time.perf_counter()
-        for x, y, carry in epoch_batches():
+        for x, y, carry in batches:
             if should_stop is not None and should_stop():
                 stop_reason = "stopped"
+                if checkpoint_when_stopped is not None and checkpoint_when_stopped():
+                    checkpoint()
                 break
-            if config.max_steps is not None and step >= config.max_steps:
+            if config.max_steps is not None and loop.step >= config.max_steps:
                 stop_reason = "max_steps"
                 break
             if (
@@ -323,41 +416,39 @@ def fit(
             if config.clip is not None:
                 nn.utils.clip_grad_norm_(parameters, config.clip)
             optimizer.step()
+            hidden = detach_hidden(hidden)  # the graph is spent; keep the values only
 
-            step += 1
-            targets = y.numel()
             loss_value = loss.item()  # one sync per step; needed for progress anyway
-            epoch_loss += loss_value * targets
-            epoch_targets += targets
-            window_loss += loss_value * targets
-            window_targets += targets
-            target_tokens += targets
-            if step % config.log_every == 0 or step == total_steps:
-                elapsed = train_seconds + time.perf_counter() - epoch_started
-                rate = target_tokens / elapsed if elapsed > 0 else 0.0
-                mean = window_loss / window_targets
-                steps_history.append({"step": step, "epoch": epoch, "loss": mean, "lr": lr})
-                window_loss = 0.0
-                window_targets = 0
+            loop.count(loss_value, y.numel())
+            if loop.step % config.log_every == 0 or loop.step == total_steps:
+                elapsed = loop.train_seconds + time.perf_counter() - epoch_started
+                rate = loop.target_tokens / elapsed if elapsed > 0 else 0.0
+                mean = loop.take_window_mean()
+                loop.steps_history.append(
+                    {"step": loop.step, "epoch": epoch, "loss": mean, "lr": loop.lr}
+                )
                 if on_progress is not None:
                     on_progress(
                         Progress(
-                            step,
+                            loop.step,
                             total_steps,
                             epoch,
                             config.epochs,
                             mean,
                             rate,
-                            lr,
+                            loop.lr,
                             elapsed,
                             seconds_left(),
                         )
                     )
-        train_seconds += time.perf_counter() - epoch_started
-        if epoch_targets:
-            last_train_loss = epoch_loss / epoch_targets
+            if checkpoint_due():
+                checkpoint()
+        loop.train_seconds += time.perf_counter() - epoch_started
+        epoch_started = time.perf_counter()
+        if loop.epoch_targets:
+            loop.last_train_loss = loop.epoch_loss / loop.epoch_targets
         # A cancelled run ends now (no evaluation); an empty epoch has nothing to evaluate.
-        if stop_reason == "stopped" or (epoch_targets == 0 and stop_reason != "completed"):
+        if stop_reason == "stopped" or (loop.epoch_targets == 0 and stop_reason != "completed"):
             break
 
         val_loss = None
@@ -369,49 +460,157 @@ def fit(
                 seq_len=config.seq_len,
                 eos_id=eos_id,
             )
-        rate = target_tokens / train_seconds if train_seconds > 0 else 0.0
         record = EpochRecord(
             epoch=epoch,
-            train_loss=last_train_loss,
+            train_loss=loop.last_train_loss,
             val_loss=val_loss,
             val_perplexity=perplexity(val_loss),
-            lr=lr,
-            tokens_per_second=rate,
+            lr=loop.lr,
+            tokens_per_second=(
+                loop.target_tokens / loop.train_seconds if loop.train_seconds > 0 else 0.0
+            ),
         )
-        epochs.append(record)
+        loop.epochs.append(record)
         if on_epoch is not None:
             on_epoch(record)
         if val_loss is not None:
-            if best_val is None or val_loss < best_val:
-                best_val = val_loss
+            if loop.best_val is None or val_loss < loop.best_val:
+                loop.best_val = val_loss
                 best_state = copy.deepcopy(model.state_dict()) if config.epochs > 1 else None
-                bad_epochs = 0
+                loop.bad_epochs = 0
             else:
-                bad_epochs += 1
-                lr /= config.lr_decay
+                loop.bad_epochs += 1
+                loop.lr /= config.lr_decay
                 for group in optimizer.param_groups:
-                    group["lr"] = lr
-                if config.patience is not None and bad_epochs >= config.patience:
+                    group["lr"] = loop.lr
+                if config.patience is not None and loop.bad_epochs >= config.patience:
                     stop_reason = "early_stopping"
         if stop_reason != "completed":
             break
 
-    if best_state is not None and epochs and epochs[-1].val_loss != best_val:
+    if best_state is not None and loop.epochs and loop.epochs[-1].val_loss != loop.best_val:
         model.load_state_dict(best_state)
     model.eval()
-    elapsed = time.perf_counter() - started
-    return TrainingResult(
-        train_loss=last_train_loss,
-        val_loss=best_val,
-        val_perplexity=perplexity(best_val),
-        tokens_per_second=target_tokens / train_seconds if train_seconds > 0 else 0.0,
-        steps=step,
-        target_tokens=target_tokens,
-        elapsed_seconds=elapsed,
+    result = TrainingResult(
+        train_loss=loop.last_train_loss,
+        val_loss=loop.best_val,
+        val_perplexity=perplexity(loop.best_val),
+        tokens_per_second=(
+            loop.target_tokens / loop.train_seconds if loop.train_seconds > 0 else 0.0
+        ),
+        steps=loop.step,
+        target_tokens=loop.target_tokens,
+        elapsed_seconds=time.perf_counter() - started,
         stop_reason=stop_reason,
-        epochs=epochs,
-        steps_history=steps_history,
+        epochs=loop.epochs,
+        steps_history=loop.steps_history,
     )
+    if on_checkpoint is not None and stop_reason != "stopped":
+        # The end, kept until it is published: a run interrupted after this trains no more.
+        ended = loop.state(train_seconds=loop.train_seconds, elapsed_seconds=result.elapsed_seconds)
+        ended.model_state = model.state_dict()
+        ended.result = result.to_dict()
+        on_checkpoint(ended)
+    return result
+
+
+@dataclass
+class _Loop:
+    """The counters of :func:`fit`'s loop: what a :class:`TrainingState` keeps besides tensors."""
+
+    lr: float
+    step: int = 0
+    epoch: int = 1
+    batches_done: int = 0
+    target_tokens: int = 0
+    train_seconds: float = 0.0  # of the epochs ended, or up to the resumed step
+    elapsed_seconds: float = 0.0  # before this process (a resumed run)
+    epoch_loss: float = 0.0
+    epoch_targets: int = 0
+    window_loss: float = 0.0
+    window_targets: int = 0
+    last_train_loss: float = math.nan
+    best_val: float | None = None
+    bad_epochs: int = 0
+    epochs: list[EpochRecord] = field(default_factory=list)
+    steps_history: list[dict[str, float]] = field(default_factory=list)
+
+    @classmethod
+    def resumed(cls, state: TrainingState) -> _Loop:
+        return cls(
+            lr=state.lr,
+            step=state.step,
+            epoch=state.epoch,
+            batches_done=state.batches_done,
+            target_tokens=state.target_tokens,
+            train_seconds=state.train_seconds,
+            elapsed_seconds=state.elapsed_seconds,
+            epoch_loss=state.epoch_loss,
+            epoch_targets=state.epoch_targets,
+            window_loss=state.window_loss,
+            window_targets=state.window_targets,
+            last_train_loss=state.last_train_loss,
+            best_val=state.best_val,
+            bad_epochs=state.bad_epochs,
+            epochs=[EpochRecord(**record) for record in state.epochs],
+            steps_history=[dict(entry) for entry in state.steps_history],
+        )
+
+    def state(self, *, train_seconds: float, elapsed_seconds: float) -> TrainingState:
+        """These counters as a :class:`TrainingState` whose tensors the caller fills in."""
+        return TrainingState(
+            step=self.step,
+            epoch=self.epoch,
+            batches_done=self.batches_done,
+            lr=self.lr,
+            target_tokens=self.target_tokens,
+            train_seconds=train_seconds,
+            elapsed_seconds=elapsed_seconds,
+            epoch_loss=self.epoch_loss,
+            epoch_targets=self.epoch_targets,
+            window_loss=self.window_loss,
+            window_targets=self.window_targets,
+            last_train_loss=self.last_train_loss,
+            best_val=self.best_val,
+            bad_epochs=self.bad_epochs,
+            epochs=[asdict(record) for record in self.epochs],
+            steps_history=[dict(entry) for entry in self.steps_history],
+            model_state={},
+            optimizer_state={},
+        )
+
+    def start_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.batches_done = 0
+        self.epoch_loss = 0.0
+        self.epoch_targets = 0
+        self.window_loss = 0.0
+        self.window_targets = 0
+
+    def count(self, loss: float, targets: int) -> None:
+        """One step done: ``loss`` is its mean over ``targets`` target tokens."""
+        self.step += 1
+        self.batches_done += 1
+        self.epoch_loss += loss * targets
+        self.epoch_targets += targets
+        self.window_loss += loss * targets
+        self.window_targets += targets
+        self.target_tokens += targets
+
+    def take_window_mean(self) -> float:
+        """The mean loss since the last report; the window starts again."""
+        mean = self.window_loss / self.window_targets
+        self.window_loss = 0.0
+        self.window_targets = 0
+        return mean
+
+
+def _to_device(hidden: Hidden | None, device: torch.device) -> Hidden | None:
+    if hidden is None:
+        return None
+    if isinstance(hidden, tuple):
+        return hidden[0].to(device), hidden[1].to(device)
+    return hidden.to(device)
 
 
 def hidden_batch(hidden: Hidden) -> int:
