@@ -109,6 +109,12 @@ class Settings(BaseSettings):
     job_threads: int = Field(
         0, ge=0, description="torch threads of a training worker process; 0 = torch's default."
     )
+    job_max_interruptions: int = Field(
+        3,
+        ge=0,
+        description="Times a job may be interrupted (its worker or the service killed) and "
+        "resume from its last training state; one more and it fails.",
+    )
     log_level: str = Field("info")
     access_log: bool = Field(
         False,

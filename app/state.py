@@ -58,6 +58,7 @@ class ServiceState:
             device=str(self.device),
             max_running=settings.max_running_jobs,
             threads=settings.job_threads,
+            max_interruptions=settings.job_max_interruptions,
         )
         self.metrics = Metrics(lambda: len(self.registry))
         self.jieba_ready = False

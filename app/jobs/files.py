@@ -15,6 +15,8 @@ from models.vocab import Vocab
 IDS_FILE = "ids.safetensors"  # {"train": ids, "val": ids}
 VOCAB_FILE = "vocab.json"
 CHECKPOINT_DIR = "checkpoint"  # written by the worker, moved into the registry on success
+STATES_DIR = "training-state"  # the run's latest TrainingState (models.training_state)
+WORKER_FILE = "worker"  # the Owner.token of the worker process that trains in this directory
 
 
 def write_prepared(
@@ -42,6 +44,23 @@ def read_vocab(job_dir: Path) -> Vocab:
 
 def checkpoint_dir(job_dir: Path) -> Path:
     return job_dir / CHECKPOINT_DIR
+
+
+def states_dir(job_dir: Path) -> Path:
+    return job_dir / STATES_DIR
+
+
+def claim(job_dir: Path) -> None:
+    """Record the calling process as the one training in ``job_dir``."""
+    (job_dir / WORKER_FILE).write_text(Owner.current().token, encoding="ascii")
+
+
+def worker_of(job_dir: Path) -> Owner | None:
+    """The process that last trained in ``job_dir``; None when none has started there."""
+    try:
+        return Owner.from_token((job_dir / WORKER_FILE).read_text(encoding="ascii").strip())
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 CLI_JOB_PREFIX = "cli-"  # then the Owner.token of the `seqlab train` process (and -rankN)

@@ -3,15 +3,24 @@
 Each running job is one spawned process (a crash or a kill cannot corrupt the service or the
 registry) watched by one thread of ours that turns its events into the job record, the SQLite
 row and, on success, a new model version.
+
+A job that is interrupted (its worker dies, the service stops or is killed) goes back to the
+queue and its next worker resumes from the training state the last one saved in the job
+directory, unless the job asked ``resume: false`` or it has been interrupted (its worker or
+the service killed, not stopped cleanly) more than ``max_interruptions`` times; then it fails,
+as every interrupted job did before.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import queue
 import secrets
+import signal
 import threading
+import time
 from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,6 +35,7 @@ from app.jobs.protocol import (
     Finished,
     PreparedJob,
     Started,
+    Suspended,
     TerminalEvent,
     WorkerEvent,
 )
@@ -38,6 +48,12 @@ from models.training import EpochRecord, Progress, planned_steps
 
 logger = logging.getLogger("seqlab.jobs")
 CANCEL_GRACE_SECONDS = 0.5  # then the worker is killed: a cancel takes effect within a second
+# A stopping service gives each worker this long to save its state (it stops after its current
+# step); a container runtime waits 10 s between SIGTERM and SIGKILL.
+SUSPEND_GRACE_SECONDS = 5.0
+# A worker left behind by a killed service notices at its next step, saves its state and exits;
+# the next service waits this long for it before killing it (never two workers on one job).
+ORPHAN_GRACE_SECONDS = 10.0
 _context = multiprocessing.get_context("spawn")  # no fork of a threaded, torch-loaded process
 
 
@@ -49,6 +65,7 @@ class JobNotFoundError(NotFoundError):
 class _Running:
     process: Any
     cancel: Any
+    suspend: Any
     events: Any
     watcher: threading.Thread | None = None
     cancel_requested: bool = False
@@ -63,6 +80,7 @@ class JobManager:
         device: str,
         max_running: int = 1,
         threads: int = 0,
+        max_interruptions: int = 3,
     ) -> None:
         self.jobs_dir = jobs_dir
         self.store = store
@@ -70,6 +88,7 @@ class JobManager:
         self.device = device
         self.max_running = max_running
         self.threads = threads
+        self.max_interruptions = max_interruptions
         self._jobs: dict[str, JobRecord] = {}
         self._queue: deque[str] = deque()
         self._running: dict[str, _Running] = {}
@@ -79,13 +98,14 @@ class JobManager:
 
     # -- start-up and shutdown --------------------------------------------------------------
     def load(self) -> None:
-        """Restore history; jobs that were running are failed, queued ones resume."""
+        """Restore history: queued jobs wait again, and jobs that were running (the service was
+        killed) go back to the queue to resume, or fail (see the module's docstring)."""
         with self._lock:
             for record in self.store.all():
                 self._jobs[record.id] = record
                 if record.status in ("starting", "running"):
-                    self._finish(record, "failed", error="interrupted: the service stopped")
-                    files.discard(self.job_dir(record.id))
+                    self._stop_orphan(self.job_dir(record.id))
+                    self._interrupted(record, "the service stopped")
                 elif record.status == "queued":
                     if files.is_prepared(self.job_dir(record.id)):
                         self._queue.append(record.id)
@@ -112,15 +132,37 @@ class JobManager:
             if record is None or record.finished:
                 files.discard(directory)
 
+    def _stop_orphan(self, job_dir: Path) -> None:
+        """Make sure the worker a killed service left training in ``job_dir`` is gone."""
+        owner = files.worker_of(job_dir)
+        if owner is None or not owner.is_alive():
+            return
+        deadline = time.monotonic() + ORPHAN_GRACE_SECONDS
+        while owner.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)  # it is saving its state: the work since its last one
+        if owner.is_alive():
+            logger.warning("killing worker %s left behind in %s", owner.pid, job_dir)
+            try:
+                os.kill(owner.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                return
+            while owner.is_alive():
+                time.sleep(0.01)
+
     def close(self) -> None:
-        """Stop running workers; their jobs end as failed (interrupted), queued ones stay."""
+        """Stop running workers. A resumable job's worker saves its training state first and
+        the job waits queued for the next start; the others end as failed (interrupted)."""
         with self._lock:
             self._closed = True
-            running = list(self._running.values())
-        for running_job in running:
-            running_job.cancel.set()
-        for running_job in running:
-            running_job.process.join(CANCEL_GRACE_SECONDS)
+            running = {job_id: self._running[job_id] for job_id in self._running}
+        for job_id, running_job in running.items():
+            if self._jobs[job_id].spec.resume:
+                running_job.suspend.set()
+            else:
+                running_job.cancel.set()
+        for job_id, running_job in running.items():
+            grace = SUSPEND_GRACE_SECONDS if self._jobs[job_id].spec.resume else 0
+            running_job.process.join(max(grace, CANCEL_GRACE_SECONDS))
             if running_job.process.is_alive():
                 running_job.process.kill()
             if running_job.watcher is not None:
@@ -235,9 +277,10 @@ class JobManager:
         record = self._jobs[job_id]
         events = _context.Queue()
         cancel = _context.Event()
+        suspend = _context.Event()
         process = _context.Process(
             target=run_job,
-            args=(record.spec, events, cancel, self.device, self.threads),
+            args=(record.spec, events, cancel, suspend, self.device, self.threads),
             name=f"seqlab-job-{job_id}",
             daemon=True,
         )
@@ -245,7 +288,7 @@ class JobManager:
         watcher = threading.Thread(
             target=self._watch, args=(job_id,), name=f"watch-{job_id}", daemon=True
         )
-        self._running[job_id] = _Running(process, cancel, events, watcher)
+        self._running[job_id] = _Running(process, cancel, suspend, events, watcher)
         # `running` once the worker has loaded (torch and all) and said so (Started).
         record.status = "starting"
         record.started_at = utc_now()
@@ -267,7 +310,7 @@ class JobManager:
                         break
                 else:
                     continue
-            if isinstance(event, Finished | Failed | Cancelled):
+            if isinstance(event, Finished | Failed | Cancelled | Suspended):
                 terminal = event
             else:
                 self._apply(job_id, event)
@@ -280,6 +323,11 @@ class JobManager:
             history = record.metrics.setdefault("history", {"epochs": [], "steps": []})
             if isinstance(event, Started | Progress) and record.status == "starting":
                 record.status = "running"  # the worker has loaded and reported
+            if isinstance(event, Started) and record.restarts > 0:
+                # What the last attempt reported past its saved state is done again: forget it.
+                record.resumed_from_step = event.step
+                history["steps"] = [s for s in history["steps"] if s["step"] <= event.step]
+                history["epochs"] = history["epochs"][: event.epochs]
             if isinstance(event, Progress):
                 record.progress = {
                     "epoch": event.epoch,
@@ -312,30 +360,58 @@ class JobManager:
     def _conclude(self, job_id: str, running: _Running, terminal: TerminalEvent | None) -> None:
         record = self._jobs[job_id]
         try:
-            if self._closed and not isinstance(terminal, Finished):
-                self._finish(record, "failed", error="interrupted: the service stopped")
-            elif terminal is None:
-                code = running.process.exitcode
-                if running.cancel_requested:
-                    self._finish(record, "cancelled")
-                else:
-                    how = (
-                        f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-                    )
-                    self._finish(record, "failed", error=f"the worker process died ({how})")
-            elif isinstance(terminal, Cancelled):
+            if isinstance(terminal, Finished):
+                self._publish(record, terminal)
+            elif isinstance(terminal, Cancelled) or (terminal is None and running.cancel_requested):
                 self._finish(record, "cancelled")
             elif isinstance(terminal, Failed):
                 logger.error("job %s failed: %s", job_id, terminal.traceback)
                 self._finish(record, "failed", error=terminal.error)
+            elif isinstance(terminal, Suspended):  # the service is stopping; not the job's fault
+                self._requeue(record, "the service stopped (its state was saved)")
+            elif self._closed:
+                self._interrupted(record, "the service stopped")
             else:
-                self._publish(record, terminal)
+                code = running.process.exitcode
+                how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+                self._interrupted(record, f"the worker process died ({how})")
         finally:
             with self._lock:
                 self._running.pop(job_id, None)
-                files.discard(self.job_dir(job_id))
+                if record.finished:
+                    files.discard(self.job_dir(job_id))
                 self._changed.notify_all()  # wait() also waits for this clean-up
                 self._schedule()
+
+    def _interrupted(self, record: JobRecord, reason: str) -> None:
+        """Requeue a job whose run was cut short (to resume from its saved state), or fail it
+        when it may not resume."""
+        job_dir = self.job_dir(record.id)
+        if not record.spec.resume:
+            self._finish(record, "failed", error=f"interrupted: {reason}")
+        elif not files.is_prepared(job_dir):
+            self._finish(record, "failed", error=f"interrupted: {reason}; its data is missing")
+        elif record.interruptions >= self.max_interruptions:
+            self._finish(
+                record,
+                "failed",
+                error=f"interrupted {_times(record.interruptions + 1)}, at last: {reason}",
+            )
+        else:
+            record.interruptions += 1
+            self._requeue(record, reason)
+            return
+        files.discard(job_dir)
+
+    def _requeue(self, record: JobRecord, reason: str) -> None:
+        with self._lock:
+            record.status = "queued"
+            record.worker_pid = None
+            record.restarts += 1
+            record.interrupted = reason
+            self._touch(record)
+            if not self._closed:
+                self._queue.append(record.id)
 
     def _publish(self, record: JobRecord, finished: Finished) -> None:
         try:
@@ -372,3 +448,7 @@ class JobManager:
             record.revision += 1
             self.store.save(record)
             self._changed.notify_all()
+
+
+def _times(count: int) -> str:
+    return "1 time" if count == 1 else f"{count} times"

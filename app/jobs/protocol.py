@@ -31,6 +31,7 @@ class JobSpec:
     tokenizer: TokenizerConfig
     training: TrainingConfig
     job_dir: Path  # the prepared ids and vocabulary (see app.jobs.files)
+    resume: bool = True  # after an interruption: resume from the training state, or fail
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -44,6 +45,7 @@ class JobSpec:
             "tokenizer": self.tokenizer.to_dict(),
             "training": self.training.to_dict(),
             "job_dir": str(self.job_dir),
+            "resume": self.resume,
         }
 
     @classmethod
@@ -59,6 +61,7 @@ class JobSpec:
             tokenizer=TokenizerConfig.from_dict(data["tokenizer"]),
             training=TrainingConfig(**data["training"]),
             job_dir=Path(data["job_dir"]),
+            resume=data.get("resume", True),  # records made before resuming existed
         )
 
 
@@ -98,7 +101,11 @@ class PreparedJob:
 
 @dataclass(frozen=True)
 class Started:
-    """The worker process is up and about to train."""
+    """The worker process is up and about to train, from ``step`` with ``epochs`` epochs
+    already ended (both 0 unless it resumes a run from its training state)."""
+
+    step: int = 0
+    epochs: int = 0
 
 
 @dataclass(frozen=True)
@@ -119,5 +126,13 @@ class Cancelled:
     """The worker saw the cancel flag and stopped without writing a checkpoint."""
 
 
-WorkerEvent = Started | Progress | EpochRecord | Finished | Failed | Cancelled
-TerminalEvent = Finished | Failed | Cancelled
+@dataclass(frozen=True)
+class Suspended:
+    """The worker was asked to stop for now (the service is stopping): it saved its training
+    state at ``step``, and the job resumes from there."""
+
+    step: int
+
+
+WorkerEvent = Started | Progress | EpochRecord | Finished | Failed | Cancelled | Suspended
+TerminalEvent = Finished | Failed | Cancelled | Suspended

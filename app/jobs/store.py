@@ -27,10 +27,20 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT,
     created_at TEXT NOT NULL,
     started_at TEXT,
-    finished_at TEXT
+    finished_at TEXT,
+    restarts INTEGER NOT NULL DEFAULT 0,
+    interruptions INTEGER NOT NULL DEFAULT 0,
+    interrupted TEXT,
+    resumed_from_step INTEGER
 );
 CREATE INDEX IF NOT EXISTS jobs_by_model ON jobs (model, created_at);
 """
+_RESUME_COLUMNS = {
+    "restarts": "INTEGER NOT NULL DEFAULT 0",
+    "interruptions": "INTEGER NOT NULL DEFAULT 0",
+    "interrupted": "TEXT",
+    "resumed_from_step": "INTEGER",
+}
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 _JSON_COLUMNS = ("settings", "progress", "metrics")
 
@@ -55,6 +65,10 @@ class JobRecord:
     started_at: str | None = None
     finished_at: str | None = None
     worker_pid: int | None = None
+    restarts: int = 0  # times it went back to the queue to resume
+    interruptions: int = 0  # of those, the unclean ones (a killed worker or service)
+    interrupted: str | None = None  # why it last went back
+    resumed_from_step: int | None = None  # where its current run took over
     revision: int = 0
 
     @property
@@ -66,17 +80,30 @@ class JobStore:
     def __init__(self, database: Path) -> None:
         self._database = Database(database, SCHEMA)
         self._allow_starting()
+        self._add_resume_columns()
+
+    def _add_resume_columns(self) -> None:
+        """A jobs table made before jobs resumed lacks their four columns."""
+        columns = {row[1] for row in self._database.fetch_all("PRAGMA table_info(jobs)")}
+        with self._database.transaction() as connection:
+            for column, declaration in _RESUME_COLUMNS.items():
+                if column not in columns:
+                    connection.execute(f"ALTER TABLE jobs ADD COLUMN {column} {declaration}")
 
     def _allow_starting(self) -> None:
         """A jobs table made before the ``starting`` status has a CHECK that refuses it; SQLite
-        cannot alter a CHECK, so the table is rebuilt with every row (same columns)."""
+        cannot alter a CHECK, so the table is rebuilt with every row (its columns, and today's new
+        ones at their defaults)."""
         row = self._database.fetch_one("SELECT sql FROM sqlite_master WHERE name = 'jobs'")
         if row is None or "'starting'" in row[0]:
             return
         create = SCHEMA.split("CREATE INDEX")[0].replace("IF NOT EXISTS jobs", "jobs_rebuilt")
         with self._database.transaction() as connection:
             connection.execute(create)
-            connection.execute("INSERT INTO jobs_rebuilt SELECT * FROM jobs")
+            columns = ", ".join(
+                row[1] for row in connection.execute("PRAGMA table_info(jobs)").fetchall()
+            )
+            connection.execute(f"INSERT INTO jobs_rebuilt ({columns}) SELECT {columns} FROM jobs")
             connection.execute("DROP TABLE jobs")
             connection.execute("ALTER TABLE jobs_rebuilt RENAME TO jobs")
             connection.execute(
@@ -112,6 +139,10 @@ class JobStore:
             "created_at": record.created_at,
             "started_at": record.started_at,
             "finished_at": record.finished_at,
+            "restarts": record.restarts,
+            "interruptions": record.interruptions,
+            "interrupted": record.interrupted,
+            "resumed_from_step": record.resumed_from_step,
             "data": json.dumps(record.data.to_dict(), ensure_ascii=False),
             "spec": json.dumps(record.spec.to_dict(), ensure_ascii=False),
         }

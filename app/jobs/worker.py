@@ -7,6 +7,7 @@ its job directory; the service publishes it after the worker reports success.
 from __future__ import annotations
 
 import ctypes
+import os
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -14,7 +15,15 @@ from typing import Any
 import torch
 
 from app.jobs import files
-from app.jobs.protocol import Cancelled, Failed, Finished, JobSpec, Started, WorkerEvent
+from app.jobs.protocol import (
+    Cancelled,
+    Failed,
+    Finished,
+    JobSpec,
+    Started,
+    Suspended,
+    WorkerEvent,
+)
 from models.boundaries import end_id
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.device import resolve_device
@@ -22,6 +31,7 @@ from models.evaluation import unigram_log_probs
 from models.lm import RNNLanguageModel
 from models.seeding import seeded
 from models.training import TrainingResult, fit
+from models.training_state import TrainingState, load_training_state, save_training_state
 
 Emit = Callable[[WorkerEvent], None]
 _M_TRIM_THRESHOLD = -1  # glibc's mallopt parameters (malloc.h)
@@ -45,13 +55,17 @@ def keep_freed_memory() -> None:
         pass
 
 
-def build_model(spec: JobSpec, train_ids: torch.Tensor) -> RNNLanguageModel:
+def build_model(spec: JobSpec, train_ids: torch.Tensor, resuming: bool = False) -> RNNLanguageModel:
     """A fresh network (new model) or the base version's weights (existing model).
 
     A new model's weights are those of its recorded seed, and its output layer starts at the
     unigram counts of its training text: before the first step it predicts as counting does
     (the job's ``unigram_perplexity``; with tied weights approximately, the embedding stays).
+    A resumed run takes its weights from its training state: the architecture is enough (the
+    base version may even have been deleted meanwhile).
     """
+    if resuming:
+        return RNNLanguageModel(spec.model_config)
     if spec.create:
         assert spec.model_seed is not None  # recorded by preparation for every new model
         with seeded(spec.model_seed):
@@ -72,12 +86,16 @@ def train(
     device: torch.device,
     after_backward: Callable[[list[torch.nn.Parameter]], None] | None = None,
     shard: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    resume: TrainingState | None = None,
+    on_checkpoint: Callable[[TrainingState], None] | None = None,
+    checkpoint_when_stopped: Callable[[], bool] | None = None,
 ) -> tuple[RNNLanguageModel, TrainingResult]:
-    """Train as the spec says; ``shard`` narrows the stream for data-parallel ranks."""
+    """Train as the spec says; ``shard`` narrows the stream for data-parallel ranks;
+    ``resume``, ``on_checkpoint`` and ``checkpoint_when_stopped`` are :func:`fit`'s."""
     train_ids, val_ids = files.read_ids(spec.job_dir)
     eos_id = end_id(files.read_vocab(spec.job_dir).eos_id, spec.tokenizer.boundary)
     # Built from the whole stream: every data-parallel rank starts from the same weights.
-    model = build_model(spec, train_ids).to(device)
+    model = build_model(spec, train_ids, resuming=resume is not None).to(device)
     if shard is not None:
         train_ids = shard(train_ids)
     result = fit(
@@ -90,12 +108,17 @@ def train(
         should_stop=should_stop,
         after_backward=after_backward,
         eos_id=eos_id,
+        resume=resume,
+        on_checkpoint=on_checkpoint,
+        checkpoint_when_stopped=checkpoint_when_stopped,
     )
     return model, result
 
 
 def save_result(spec: JobSpec, model: RNNLanguageModel) -> None:
-    """Write the trained network where publishing will take it from."""
+    """Write the trained network where publishing will take it from (replacing what an
+    interrupted attempt may have left there)."""
+    files.discard(files.checkpoint_dir(spec.job_dir))
     save_checkpoint(
         files.checkpoint_dir(spec.job_dir),
         model.cpu(),
@@ -105,16 +128,40 @@ def save_result(spec: JobSpec, model: RNNLanguageModel) -> None:
     )
 
 
-def run_job(spec: JobSpec, events: Any, cancel: Any, device: str, threads: int) -> None:
-    """Entry point of the worker process (spawned: no state inherited from the service)."""
+def run_job(
+    spec: JobSpec, events: Any, cancel: Any, suspend: Any, device: str, threads: int
+) -> None:
+    """Entry point of the worker process (spawned: no state inherited from the service).
+
+    It resumes from the job's training state when there is one, and saves that state as it
+    goes (``spec.training``'s cadence). ``cancel`` stops it for good; ``suspend`` (the service
+    is stopping) stops it after saving its state, and so does the death of the service that
+    started it: the next service resumes the job from there.
+    """
     try:
         keep_freed_memory()
         if threads > 0:
             torch.set_num_threads(threads)
-        events.put(Started())
-        model, result = train(spec, events.put, cancel.is_set, resolve_device(device))
+        files.claim(spec.job_dir)
+        states = files.states_dir(spec.job_dir)
+        state = load_training_state(states)
+        events.put(Started(state.step, len(state.epochs)) if state else Started())
+        parent = os.getppid()
+
+        def suspending() -> bool:
+            return suspend.is_set() or os.getppid() != parent
+
+        model, result = train(
+            spec,
+            events.put,
+            lambda: cancel.is_set() or suspending(),
+            resolve_device(device),
+            resume=state,
+            on_checkpoint=lambda state: save_training_state(states, state),
+            checkpoint_when_stopped=lambda: not cancel.is_set(),
+        )
         if result.stop_reason == "stopped":
-            events.put(Cancelled())
+            events.put(Cancelled() if cancel.is_set() else Suspended(result.steps))
             return
         save_result(spec, model)
         events.put(Finished(result))

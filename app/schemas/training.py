@@ -60,6 +60,24 @@ class TrainRequest(StrictModel):
         None, ge=1, description="Epochs without improvement before stopping."
     )
     log_every: int = Field(20, ge=1, description="Steps between progress reports.")
+    checkpoint_every_steps: int | None = Field(
+        None,
+        ge=1,
+        description="Steps between saves of the training state (weights, optimizer, random "
+        "generators, data position) in the job's directory; null: by time only.",
+    )
+    checkpoint_every_seconds: float | None = Field(
+        60.0,
+        gt=0,
+        description="Seconds between saves of the training state (whichever comes first); "
+        "null: by steps only. Once a minute costs ~0.5 % of a WikiText-2 2×200 run.",
+    )
+    resume: bool = Field(
+        True,
+        description="After an interruption (the worker or the service killed or stopped) the "
+        "job goes back to the queue and resumes from its last saved training state, ending as "
+        "an uninterrupted run would; false: it fails instead.",
+    )
     precision: Literal["float32", "bfloat16"] = Field(
         "float32",
         description="bfloat16 autocasts the forward pass (weights and evaluation stay float32): "
@@ -113,7 +131,8 @@ class JobMetrics(BaseModel):
 class JobInfo(BaseModel):
     job_id: str
     status: Literal["queued", "starting", "running", "succeeded", "failed", "cancelled"] = Field(
-        description="starting: its worker process is loading; running: it has reported."
+        description="starting: its worker process is loading; running: it has reported; queued "
+        "again after an interruption, until it resumes."
     )
     model: str
     create: bool
@@ -129,6 +148,16 @@ class JobInfo(BaseModel):
     settings: dict[str, Any] = Field(description="The hyperparameters the job runs with.")
     error: str | None = None
     worker_pid: int | None = None
+    restarts: int = Field(0, description="Times the job went back to the queue to resume.")
+    interruptions: int = Field(
+        0,
+        description="Of those, the unclean ones (its worker or the service killed); past "
+        "SEQLAB_JOB_MAX_INTERRUPTIONS the job fails.",
+    )
+    interrupted: str | None = Field(None, description="Why the job last went back to the queue.")
+    resumed_from_step: int | None = Field(
+        None, description="The saved step its current run took over from (0: from the start)."
+    )
     created_at: str
     started_at: str | None = None
     finished_at: str | None = None

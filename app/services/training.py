@@ -50,6 +50,8 @@ def training_config(request: TrainRequest) -> TrainingConfig:
         max_seconds=request.max_seconds,
         log_every=request.log_every,
         precision=request.precision,
+        checkpoint_every_steps=request.checkpoint_every_steps,
+        checkpoint_every_seconds=request.checkpoint_every_seconds,
     )
 
 
@@ -147,6 +149,7 @@ def prepare_job(
         tokenizer=tokenizer_config,
         training=config,
         job_dir=job_dir,
+        resume=request.resume,
     )
     settings = request.model_dump(exclude={"texts", "create", "wait"})
     if request.create is not None:
@@ -198,6 +201,10 @@ def job_info(record: JobRecord) -> JobInfo:
         settings=record.settings,
         error=record.error,
         worker_pid=record.worker_pid,
+        restarts=record.restarts,
+        interruptions=record.interruptions,
+        interrupted=record.interrupted,
+        resumed_from_step=record.resumed_from_step,
         created_at=record.created_at,
         started_at=record.started_at,
         finished_at=record.finished_at,

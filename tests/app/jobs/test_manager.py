@@ -8,6 +8,8 @@ into the manager's job directory and run in real spawned worker processes. A man
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +18,7 @@ from typing import Any
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from app.errors import ConflictError, NotFoundError
 from app.jobs import files
@@ -31,12 +34,14 @@ from app.services.registry import create_model
 from app.services.training import prepare_job
 from app.settings import Limits
 from app.tokenizers import TokenizerCache
+from models.training_state import load_training_state
 
 TEXTS = ["我爱学习自然语言处理", "我爱机器学习", "我爱自然语言处理"] * 20
 QUICK = {"seq_len": 4, "batch_size": 4, "epochs": 1, "lr": 0.01, "val_fraction": 0.1}
 TINY_MODEL = {"embedding_dim": 8, "hidden_size": 8, "cell": "gru", "seed": 0}
 BASE = "base"  # the model every fixture registry starts with, at version 1
 JOB_TIMEOUT = 120.0
+RESUME_COLUMNS = ("restarts", "interruptions", "interrupted", "resumed_from_step")
 
 MakeManager = Callable[..., JobManager]
 
@@ -212,36 +217,146 @@ def test_cancelling_a_running_job_publishes_nothing_and_leaves_no_job_directory(
         manager.cancel(job_id)
 
 
-def test_load_fails_interrupted_jobs_and_resumes_queued_ones(
+def test_load_resumes_interrupted_jobs_fails_those_that_may_not_and_runs_queued_ones(
     make_manager: MakeManager, registry: ModelRegistry, tokenizers: TokenizerCache
 ) -> None:
     before = make_manager(max_running=0)  # a service that stopped before running these
     was_running = before.submit(prepare(before, registry, tokenizers, max_steps=2)).id
+    no_resume = before.submit(prepare(before, registry, tokenizers, max_steps=2, resume=False)).id
     queued = before.submit(prepare(before, registry, tokenizers, max_steps=2)).id
     data_lost = before.submit(prepare(before, registry, tokenizers, max_steps=2)).id
     # As a service killed in the middle of a job leaves its row: still 'running'.
-    record = before.get(was_running)
-    record.status = "running"
-    record.started_at = utc_now()
-    before.store.save(record)
+    for job_id in (was_running, no_resume):
+        record = before.get(job_id)
+        record.status = "running"
+        record.started_at = utc_now()
+        before.store.save(record)
     files.discard(before.job_dir(data_lost))
 
     after = make_manager()  # the restart: a new manager over the same store
-    interrupted = after.get(was_running)
-    assert interrupted.status == "failed"
-    assert "interrupted" in (interrupted.error or "")
-    assert interrupted.finished_at is not None
+    failed = after.get(no_resume)
+    assert failed.status == "failed"
+    assert failed.error == "interrupted: the service stopped"
+    assert failed.finished_at is not None
+    assert not after.job_dir(no_resume).exists()
     missing = after.get(data_lost)
     assert missing.status == "failed"
     assert "prepared data is missing" in (missing.error or "")
 
-    resumed = after.wait(queued, timeout=JOB_TIMEOUT)
+    resumed = after.wait(was_running, timeout=JOB_TIMEOUT)
     assert resumed.status == "succeeded", resumed.error
-    assert resumed.version == 2
-    assert registry.get(BASE).version == 2
-    assert [row.version for row in registry.versions(BASE)] == [1, 2]
+    assert (resumed.restarts, resumed.interruptions) == (1, 1)
+    assert resumed.interrupted == "the service stopped"
+    assert resumed.resumed_from_step == 0  # killed before it saved any state
+    ran_after = after.wait(queued, timeout=JOB_TIMEOUT)
+    assert ran_after.status == "succeeded", ran_after.error
+    assert (ran_after.restarts, ran_after.resumed_from_step) == (0, None)
+    assert {resumed.version, ran_after.version} == {2, 3}
+    assert [row.version for row in registry.versions(BASE)] == [1, 2, 3]
     stored = {record.id: record.status for record in after.store.all()}
-    assert stored == {was_running: "failed", queued: "succeeded", data_lost: "failed"}
+    assert stored == {
+        was_running: "succeeded",
+        no_resume: "failed",
+        queued: "succeeded",
+        data_lost: "failed",
+    }
+
+
+RESUMABLE = {"epochs": 25, "max_steps": None, "checkpoint_every_steps": 7, "log_every": 5}
+
+
+def _published_weights(registry: ModelRegistry, version: int) -> dict[str, torch.Tensor]:
+    return load_file(registry.path(BASE, version) / "model.safetensors")
+
+
+def _assert_same_weights(registry: ModelRegistry, version: int, expected: int) -> None:
+    actual, reference = (
+        _published_weights(registry, version),
+        _published_weights(registry, expected),
+    )
+    assert actual.keys() == reference.keys()
+    for name, tensor in reference.items():
+        torch.testing.assert_close(actual[name], tensor, rtol=0, atol=1e-6)
+
+
+def test_a_killed_worker_is_replaced_and_the_job_ends_as_an_uninterrupted_run(
+    make_manager: MakeManager, registry: ModelRegistry, tokenizers: TokenizerCache
+) -> None:
+    manager = make_manager()
+    reference = prepare(manager, registry, tokenizers, **RESUMABLE)
+    killed = prepare(manager, registry, tokenizers, **RESUMABLE)  # both start from version 1
+    expected = manager.wait(manager.submit(reference).id, timeout=JOB_TIMEOUT)
+    assert expected.status == "succeeded", expected.error
+    total = expected.progress["step"]
+
+    job_id = manager.submit(killed).id
+    running = wait_until(manager, job_id, lambda record: record.progress.get("step", 0) >= 30)
+    assert running.worker_pid is not None
+    os.kill(running.worker_pid, signal.SIGKILL)
+    done = manager.wait(job_id, timeout=JOB_TIMEOUT)
+    assert done.status == "succeeded", done.error
+    assert (done.restarts, done.interruptions) == (1, 1)
+    assert done.interrupted == "the worker process died (signal 9)"
+    assert done.resumed_from_step is not None
+    assert 28 <= done.resumed_from_step < total
+    assert done.resumed_from_step % 7 == 0
+    assert done.progress["step"] == total
+    steps = [entry["step"] for entry in done.metrics["history"]["steps"]]
+    assert steps == [entry["step"] for entry in expected.metrics["history"]["steps"]]
+    torch.testing.assert_close(
+        [entry["loss"] for entry in done.metrics["history"]["steps"]],
+        [entry["loss"] for entry in expected.metrics["history"]["steps"]],
+    )
+    assert done.metrics["val_perplexity"] == pytest.approx(expected.metrics["val_perplexity"])
+    _assert_same_weights(registry, done.version or 0, expected.version or 0)
+    assert not manager.job_dir(job_id).exists()
+
+
+def test_a_job_interrupted_too_often_fails(
+    layout: DataLayout, registry: ModelRegistry, tokenizers: TokenizerCache
+) -> None:
+    manager = JobManager(
+        layout.jobs, JobStore(layout.database), registry, "cpu", threads=1, max_interruptions=0
+    )
+    manager.load()
+    try:
+        job_id = long_job(manager, registry, tokenizers)
+        running = wait_until(manager, job_id, lambda record: record.progress.get("step", 0) > 0)
+        os.kill(running.worker_pid or 0, signal.SIGKILL)
+        failed = manager.wait(job_id, timeout=JOB_TIMEOUT)
+        assert failed.status == "failed"
+        assert failed.error == "interrupted 1 time, at last: the worker process died (signal 9)"
+        assert not manager.job_dir(job_id).exists()
+    finally:
+        manager.close()
+        manager.store.close()
+
+
+def test_a_stopping_service_saves_a_running_job_and_the_next_one_finishes_it(
+    make_manager: MakeManager, registry: ModelRegistry, tokenizers: TokenizerCache
+) -> None:
+    first = make_manager()
+    reference = prepare(first, registry, tokenizers, **RESUMABLE)
+    suspended = prepare(
+        first, registry, tokenizers, **{**RESUMABLE, "checkpoint_every_steps": None}
+    )
+    expected = first.wait(first.submit(reference).id, timeout=JOB_TIMEOUT)
+    job_id = first.submit(suspended).id
+    wait_until(first, job_id, lambda record: record.progress.get("step", 0) >= 20)
+    first.close()
+    stopped = first.get(job_id)
+    assert stopped.status == "queued"
+    assert (stopped.restarts, stopped.interruptions) == (1, 0)
+    assert stopped.interrupted == "the service stopped (its state was saved)"
+    state = load_training_state(files.states_dir(first.job_dir(job_id)))
+    assert state is not None
+    assert state.step >= 20  # saved when it stopped: no periodic state was asked for
+
+    second = make_manager()
+    done = second.wait(job_id, timeout=JOB_TIMEOUT)
+    assert done.status == "succeeded", done.error
+    assert done.resumed_from_step == state.step
+    _assert_same_weights(registry, done.version or 0, expected.version or 0)
 
 
 def test_a_second_job_creating_the_same_model_is_a_conflict(
@@ -292,6 +407,9 @@ def test_a_jobs_table_made_before_starting_existed_is_rebuilt_with_its_rows(
     prepared = prepare(make_manager(max_running=0), registry, tokenizers)
     database = tmp_path / "old.sqlite3"
     old_schema = SCHEMA.replace("'queued', 'starting', 'running'", "'queued', 'running'")
+    old_schema = "\n".join(  # nor did it have the columns of resumed jobs
+        line for line in old_schema.splitlines() if not line.strip().startswith(RESUME_COLUMNS)
+    ).replace("finished_at TEXT,", "finished_at TEXT")
     connection = sqlite3.connect(database)
     connection.executescript(old_schema)
     connection.execute(
@@ -309,4 +427,5 @@ def test_a_jobs_table_made_before_starting_existed_is_rebuilt_with_its_rows(
     record.status = "starting"
     store.save(record)  # the new CHECK takes it
     assert store.all()[0].status == "starting"
+    assert (store.all()[0].restarts, store.all()[0].resumed_from_step) == (0, None)
     store.close()
