@@ -47,6 +47,8 @@ from app.registry import ModelRegistry
 from models.training import EpochRecord, Progress, planned_steps
 
 logger = logging.getLogger("seqlab.jobs")
+# What a published version's metrics hold of its run (app.jobs.publishing.run_metrics).
+_RUN_METRIC_KEYS = ("train_loss", "val_loss", "val_perplexity", "tokens_per_second", "stop_reason")
 CANCEL_GRACE_SECONDS = 0.5  # then the worker is killed: a cancel takes effect within a second
 # A stopping service gives each worker this long to save its state (it stops after its current
 # step); a container runtime waits 10 s between SIGTERM and SIGKILL.
@@ -105,7 +107,8 @@ class JobManager:
                 self._jobs[record.id] = record
                 if record.status in ("starting", "running"):
                     self._stop_orphan(self.job_dir(record.id))
-                    self._interrupted(record, "the service stopped")
+                    if not self._published_already(record):
+                        self._interrupted(record, "the service stopped")
                 elif record.status == "queued":
                     if files.is_prepared(self.job_dir(record.id)):
                         self._queue.append(record.id)
@@ -131,6 +134,25 @@ class JobManager:
             record = self._jobs.get(directory.name)
             if record is None or record.finished:
                 files.discard(directory)
+
+    def _published_already(self, record: JobRecord) -> bool:
+        """Whether the service was killed after publishing the job's version but before
+        recording it: then the job succeeded, and must not publish a second version."""
+        try:
+            rows = self.registry.versions(record.model)
+        except NotFoundError:
+            return False
+        published = [row for row in rows if row.source.get("job_id") == record.id]
+        if not published or published[-1].status != "ready":
+            return False
+        row = published[-1]
+        record.version = row.version
+        record.metrics.update(
+            {key: value for key, value in row.metrics.items() if key in _RUN_METRIC_KEYS}
+        )
+        self._finish(record, "succeeded")
+        files.discard(self.job_dir(record.id))
+        return True
 
     def _stop_orphan(self, job_dir: Path) -> None:
         """Make sure the worker a killed service left training in ``job_dir`` is gone."""

@@ -2,16 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from pathlib import Path
 
 import anyio
 import httpx
@@ -19,8 +11,7 @@ import pytest
 
 from app.admission import Admission
 from app.errors import OverloadedError
-
-REPO_ROOT = Path(__file__).resolve().parent.parent.parent
+from tests.app.service_process import free_port, running_service
 
 
 def test_past_the_queue_a_request_is_refused_at_once_and_in_order_otherwise():
@@ -82,55 +73,6 @@ def test_a_request_that_waited_past_its_deadline_is_not_computed():
     anyio.run(main)
     assert computed == []
     assert "waited 0.05 s" in refused[0].detail
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@contextmanager
-def running_service(tmp_path: Path, port: int, settings: dict[str, str]) -> Iterator[str]:
-    """A real uvicorn serving the app on ``port`` with these SEQLAB_* settings, until ready;
-    its base URL. Stopped (its process group) at the end."""
-    environment = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("SEQLAB_")},
-        "SEQLAB_DATA_DIR": str(tmp_path / "data"),
-        "SEQLAB_TRAIN_DEMO_MODEL": "false",
-        "SEQLAB_LOG_LEVEL": "warning",
-        **settings,
-    }
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--factory",
-            "app.main:create_app",
-            "--port",
-            str(port),
-            "--no-access-log",
-        ],
-        cwd=REPO_ROOT,
-        env=environment,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/ready").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the service never became ready"
-            time.sleep(0.1)
-        yield base
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from tests.app.test_admission import free_port, running_service
+from tests.app.service_process import free_port, running_service
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from app.cli import main
 from tests.app.conftest import start_client
-from tests.app.test_admission import free_port
+from tests.app.service_process import free_port
 from tests.conftest import REPO_ROOT
 
 CORPUS = "我爱学习自然语言处理\n我爱机器学习\n我爱自然语言处理\n" * 30

@@ -262,6 +262,28 @@ def test_load_resumes_interrupted_jobs_fails_those_that_may_not_and_runs_queued_
     }
 
 
+def test_a_job_whose_version_was_published_before_the_kill_is_not_run_again(
+    make_manager: MakeManager, registry: ModelRegistry, tokenizers: TokenizerCache
+) -> None:
+    before = make_manager()
+    done = before.wait(
+        before.submit(prepare(before, registry, tokenizers, max_steps=2)).id, JOB_TIMEOUT
+    )
+    assert done.status == "succeeded", done.error
+    # The service was killed between publishing version 2 and recording it in the job's row.
+    record = before.get(done.id)
+    record.status, record.version, record.finished_at = "running", None, None
+    before.store.save(record)
+
+    after = make_manager()
+    recovered = after.get(done.id)
+    assert recovered.status == "succeeded"
+    assert recovered.version == 2
+    assert recovered.restarts == 0
+    assert recovered.metrics["val_perplexity"] == done.metrics["val_perplexity"]
+    assert [row.version for row in registry.versions(BASE)] == [1, 2]
+
+
 RESUMABLE = {"epochs": 25, "max_steps": None, "checkpoint_every_steps": 7, "log_every": 5}
 
 
