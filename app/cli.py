@@ -207,8 +207,10 @@ def _tokenize(arguments: argparse.Namespace) -> int:
 def _serve(arguments: argparse.Namespace) -> int:
     import uvicorn
 
+    from app.connections import limited_protocol
     from app.settings import Settings
 
+    settings = Settings()
     uvicorn.run(
         "app.main:create_app",
         factory=True,
@@ -216,7 +218,9 @@ def _serve(arguments: argparse.Namespace) -> int:
         port=arguments.port,
         # uvicorn's access log cost ~10 % of a small request's time (docs/benchmarks.md):
         # off unless SEQLAB_ACCESS_LOG=true; /metrics counts every request anyway.
-        access_log=Settings().access_log,
+        access_log=settings.access_log,
+        # Header, URL, time and connection limits, and problem JSON for malformed requests.
+        http=limited_protocol(settings.connections),
     )
     return 0
 

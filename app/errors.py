@@ -67,7 +67,23 @@ class NotReadyError(ServiceError):
 
 
 class RequestTimeoutError(ServiceError):
-    """The client stopped sending its body: the request is cut."""
+    """The client stopped sending its headers or its body: the request is cut."""
+
+
+class MalformedRequestError(ServiceError):
+    """The bytes are not an HTTP/1.1 request the parser accepts (bad framing)."""
+
+
+class UrlTooLongError(ServiceError):
+    """The request line's URL is over the connection limit."""
+
+
+class HeadersTooLargeError(ServiceError):
+    """The request's headers are over the connection limits (bytes or fields)."""
+
+
+class TooManyConnectionsError(ServiceError):
+    """The service holds as many connections as it may: this one is closed at once."""
 
 
 class OverloadedError(ServiceError):

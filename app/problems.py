@@ -24,17 +24,21 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.errors import (
     ConflictError,
+    HeadersTooLargeError,
     InsufficientStorageError,
     InvalidInputError,
     LimitExceededError,
+    MalformedRequestError,
     NotFoundError,
     NotReadyError,
     OverloadedError,
     RequestTimeoutError,
     ServiceError,
     StorageNotWritableError,
+    TooManyConnectionsError,
     UnauthorizedError,
     UnsupportedMediaTypeError,
+    UrlTooLongError,
     storage_error,
 )
 from models.errors import ConfigError, UnknownIdError, UnknownTokenError
@@ -63,6 +67,10 @@ ERROR_TABLE: dict[type[Exception], ErrorKind] = {
     UnknownTokenError: ErrorKind(422, "Unknown token", "unknown-token"),
     UnknownIdError: ErrorKind(422, "Unknown id", "unknown-id"),
     RequestTimeoutError: ErrorKind(408, "Request timeout", "request-timeout"),
+    MalformedRequestError: ErrorKind(400, "Bad request", "malformed-request"),
+    UrlTooLongError: ErrorKind(414, "URI too long", "url-too-long"),
+    HeadersTooLargeError: ErrorKind(431, "Request header fields too large", "headers-too-large"),
+    TooManyConnectionsError: ErrorKind(503, "Too many connections", "too-many-connections"),
     OverloadedError: ErrorKind(429, "Too many requests", "overloaded"),
     NotReadyError: ErrorKind(503, "Not ready", "not-ready"),
     StorageNotWritableError: ErrorKind(503, "Storage not writable", "storage-not-writable"),

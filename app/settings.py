@@ -45,6 +45,33 @@ class Limits(BaseModel):
     )
 
 
+class ConnectionLimits(BaseModel):
+    """What one connection may send before its request reaches the app, and how many may be
+    open (``seqlab serve`` applies them; see docs/operations.md). Over the header limits → 431,
+    a URL over its limit → 414, headers that do not arrive in time → 408, past the connections
+    → 503 at once; each as problem JSON, and the connection is closed.
+
+    Set each from the environment, e.g. ``SEQLAB_CONNECTIONS__MAX_CONNECTIONS=256``.
+    """
+
+    max_connections: int = Field(
+        512,
+        ge=1,
+        description="Open connections at once (a container's default is 1,024 file descriptors).",
+    )
+    max_header_bytes: int = Field(
+        16_384, ge=1024, description="Bytes of a request's header fields (h11's and Node's limit)."
+    )
+    max_headers: int = Field(100, ge=8, description="Header fields of one request.")
+    max_url_bytes: int = Field(8_192, ge=256, description="Bytes of the request line's URL.")
+    header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="From a connection's (or a request's) first byte to its last header; a "
+        "client that connects and sends nothing is cut after it too.",
+    )
+
+
 class Settings(BaseSettings):
     """Where the service keeps its data, which device it computes on, who may change state."""
 
@@ -122,6 +149,7 @@ class Settings(BaseSettings):
         "off by default: it costs ~10 % of a small request.",
     )
     limits: Limits = Field(default_factory=Limits)
+    connections: ConnectionLimits = Field(default_factory=ConnectionLimits)
 
     @property
     def layout(self) -> DataLayout:

@@ -62,28 +62,33 @@ def start_server(
     extra_env: dict[str, str],
     log_dir: Path,
     cpus: str | None = None,
+    seqlab_serve: bool = False,
 ) -> Server:
-    """uvicorn in its own process group, pinned to ``cpus`` (``None``: not pinned)."""
+    """uvicorn in its own process group, pinned to ``cpus`` (``None``: not pinned); with
+    ``seqlab_serve`` through ``seqlab serve`` (its connection limits; ``factory`` unused)."""
     port = free_port()
     log_path = log_dir / f"{name}.log"
     pinning = ["taskset", "-c", cpus] if cpus is not None else []
-    command = [
-        *pinning,
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "--factory",
-        factory,
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--no-access-log",
-        "--log-level",
-        "warning",
-    ]
+    if seqlab_serve:
+        server = [sys.executable, "-m", "app.cli", "serve", "--host", HOST, "--port", str(port)]
+    else:
+        server = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            factory,
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ]
+    command = [*pinning, *server]
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             command,

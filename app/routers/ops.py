@@ -54,6 +54,11 @@ async def info(state: LoadingReadState) -> Info:
         cuda_available=torch.cuda.is_available(),
         limits=settings.limits.model_dump(),
         admission={kind: state.admission(kind).describe() for kind in ("inference", "upload")},
+        connections=settings.connections.model_dump(),
+        jobs={
+            "max_running": settings.max_running_jobs,
+            "max_interruptions": settings.job_max_interruptions,
+        },
         models_loaded=state.registry.names() if state.registry_ready else [],
         auth={
             "api_key_required_for_writes": settings.api_key is not None,

@@ -33,5 +33,13 @@ class Info(BaseModel):
         description="Per class of work: slots running at once, requests that may wait, and the "
         "deadline after which a waiting request is refused (429)."
     )
+    connections: dict[str, float | int] = Field(
+        description="What one connection may send before its request reaches the app, and how "
+        "many may be open (applied by `seqlab serve`: 431, 414, 408, 503 past them)."
+    )
+    jobs: dict[str, int] = Field(
+        description="Training jobs: how many run at once, and how many unclean interruptions "
+        "a job may resume from before it fails."
+    )
     models_loaded: list[str]
     auth: dict[str, bool]

@@ -1,5 +1,6 @@
-"""A real service in its own process (uvicorn, as ``seqlab serve`` runs it), for tests that
-need what an in-process client cannot give: signals, kills, sockets, several processes."""
+"""A real service in its own process (``seqlab serve``, as make serve and the container run
+it), for tests that need what an in-process client cannot give: signals, kills, sockets, several
+processes, the connection limits."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ def free_port() -> int:
 
 
 class ServiceProcess:
-    """uvicorn serving ``create_app`` over ``data_dir`` with these SEQLAB_* settings.
+    """``seqlab serve`` (uvicorn with the connection limits) over ``data_dir`` with these
+    SEQLAB_* settings.
 
     Its own process group, so that :meth:`kill` can take the service alone (its training
     worker left behind, as when only the service is OOM-killed) or everything with it (as when
@@ -49,16 +51,7 @@ class ServiceProcess:
             **self.settings,
         }
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "--factory",
-                "app.main:create_app",
-                "--port",
-                str(self.port),
-                "--no-access-log",
-            ],
+            [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port)],
             cwd=REPO_ROOT,
             env=environment,
             start_new_session=True,

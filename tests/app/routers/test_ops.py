@@ -25,6 +25,14 @@ def test_info_reports_the_installed_versions_device_limits_and_models(shared_cli
     assert info["fastapi"] == version("fastapi")
     assert info["device"] == "cpu"
     assert info["limits"]["max_texts"] == 64
+    assert info["connections"] == {
+        "max_connections": 512,
+        "max_header_bytes": 16384,
+        "max_headers": 100,
+        "max_url_bytes": 8192,
+        "header_timeout_seconds": 10.0,
+    }
+    assert info["jobs"] == {"max_running": 1, "max_interruptions": 3}
     assert "lesson-rnn" in info["models_loaded"]
 
 

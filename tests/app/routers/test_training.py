@@ -27,10 +27,11 @@ def wait_for(client, job_id: str, predicate, timeout: float = 60.0) -> dict:
     raise AssertionError(f"job {job_id} never reached the expected state: {job}")
 
 
-def long_job(client, model: str = "lesson-rnn") -> dict:
+def long_job(client, model: str = "lesson-rnn", **fields) -> dict:
     """A job that runs until it is stopped (many epochs over the demo's own sample)."""
     response = client.post(
-        "/train", json={"model": model, "texts": SMALL_TEXTS * 10, **QUICK, "epochs": 10_000}
+        "/train",
+        json={"model": model, "texts": SMALL_TEXTS * 10, **QUICK, "epochs": 10_000, **fields},
     )
     assert response.status_code == 202, response.json()
     job = response.json()
@@ -144,14 +145,32 @@ def test_cancel_a_running_job_publishes_nothing(client):
     assert again.status_code == 409
 
 
-def test_killing_the_worker_fails_the_job_and_keeps_the_served_version(client):
-    job = long_job(client)
+def test_killing_the_worker_requeues_the_job_to_resume_and_keeps_the_served_version(client):
+    job = long_job(client, checkpoint_every_steps=5)
+    wait_for(client, job["job_id"], lambda j: j["progress"]["step"] >= 10)
     os.kill(job["worker_pid"], signal.SIGKILL)
-    failed = wait_for(client, job["job_id"], lambda j: j["status"] == "failed")
-    assert "worker process died" in failed["error"]
-    assert "signal 9" in failed["error"]
+    resumed = wait_for(
+        client, job["job_id"], lambda j: j["restarts"] == 1 and j["status"] == "running"
+    )
+    assert resumed["interrupted"] == "the worker process died (signal 9)"
+    assert resumed["interruptions"] == 1
+    assert resumed["resumed_from_step"] >= 10
+    assert resumed["resumed_from_step"] % 5 == 0
+    assert resumed["worker_pid"] not in (None, job["worker_pid"])
+    assert resumed["error"] is None
     response = client.post("/predict", json={"model": "lesson-rnn", "text": "我爱"})
     assert response.status_code == 200
+    assert response.headers["Seqlab-Model"] == "lesson-rnn@1"
+    client.delete(f"/train/{job['job_id']}")
+
+
+def test_killing_the_worker_of_a_job_that_may_not_resume_fails_it(client):
+    job = long_job(client, resume=False)
+    os.kill(job["worker_pid"], signal.SIGKILL)
+    failed = wait_for(client, job["job_id"], lambda j: j["status"] == "failed")
+    assert failed["error"] == "interrupted: the worker process died (signal 9)"
+    assert failed["restarts"] == 0
+    response = client.post("/predict", json={"model": "lesson-rnn", "text": "我爱"})
     assert response.headers["Seqlab-Model"] == "lesson-rnn@1"
 
 
@@ -225,7 +244,7 @@ def test_events_stream_progress_and_a_final_event(client):
     assert late == ["event: state", "event: done"]
 
 
-def test_restart_keeps_job_history_and_fails_interrupted_jobs(make_settings):
+def test_restart_keeps_job_history_and_resumes_the_job_it_stopped(make_settings):
     settings = make_settings()
     first = start_client(settings)
     try:
@@ -233,15 +252,28 @@ def test_restart_keeps_job_history_and_fails_interrupted_jobs(make_settings):
             "/train", json={"model": "lesson-rnn", "texts": SMALL_TEXTS, **QUICK, "wait": True}
         ).json()
         running = long_job(first)
+        stopped_at = running["progress"]["step"]
     finally:
-        first.__exit__(None, None, None)  # shuts down with a job running
+        first.__exit__(None, None, None)  # shuts down with a job running: it saves its state
     second = start_client(settings)
     try:
         jobs = {j["job_id"]: j for j in second.get("/train").json()["jobs"]}
         assert jobs[done["job_id"]]["status"] == "succeeded"
-        interrupted = jobs[running["job_id"]]
-        assert interrupted["status"] == "failed"
-        assert "interrupted" in interrupted["error"]
+        assert jobs[running["job_id"]]["interrupted"] == "the service stopped (its state was saved)"
+        assert jobs[running["job_id"]]["interruptions"] == 0
+        resumed = wait_for(
+            second,
+            running["job_id"],
+            lambda j: (
+                j["resumed_from_step"] is not None
+                and j["progress"]["step"] > j["resumed_from_step"]
+            ),
+        )
+        assert resumed["status"] == "running"
+        assert resumed["resumed_from_step"] >= stopped_at
+        assert resumed["restarts"] == 1
+        assert resumed["metrics"]["history"]["steps"][0]["step"] <= stopped_at  # kept
+        second.delete(f"/train/{running['job_id']}")
         assert second.get("/models/lesson-rnn").json()["versions"] == [1, 2]
         assert (
             second.post("/predict", json={"model": "lesson-rnn", "text": "我"}).status_code == 200

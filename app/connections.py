@@ -1,0 +1,188 @@
+"""Limits on a connection before its request reaches the app: header size and count, URL length,
+the time to send the headers, connections at once; and problem JSON for what the HTTP parser
+refuses.
+
+uvicorn's httptools protocol has none of these limits (a 20 MB header is read whole; a client
+that connects and sends nothing is held until it leaves) and answers a malformed request with a
+``400 text/plain``. :func:`limited_protocol` returns its subclass with the limits of the
+settings; ``seqlab serve`` (and so ``make serve`` and the container) runs uvicorn with it. The
+body is the app's part: its size limit and stall timeout are in :mod:`app.middleware`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from app.errors import (
+    HeadersTooLargeError,
+    MalformedRequestError,
+    RequestTimeoutError,
+    ServiceError,
+    TooManyConnectionsError,
+    UrlTooLongError,
+)
+from app.problems import PROBLEM_MEDIA_TYPE, describe, problem_body
+from app.settings import ConnectionLimits
+
+logger = logging.getLogger("seqlab.connections")
+
+
+class _RefusedError(Exception):
+    """Raised from a parser callback to stop reading a request that is over a limit."""
+
+    def __init__(self, error: ServiceError) -> None:
+        super().__init__(error.detail)
+        self.error = error
+
+
+def answer_bytes(error: ServiceError, headers: dict[str, str] | None = None) -> bytes:
+    """A whole HTTP/1.1 problem answer that closes the connection, as bytes on the wire."""
+    kind, detail, extra = describe(error)
+    body = json.dumps(problem_body(kind, detail, None, **extra), ensure_ascii=False).encode()
+    reason = kind.title.encode("ascii", "replace")
+    lines = [
+        b"HTTP/1.1 %d %s" % (kind.status, reason),
+        b"content-type: " + PROBLEM_MEDIA_TYPE.encode(),
+        b"content-length: %d" % len(body),
+        b"connection: close",
+        *(f"{name}: {value}".encode("latin-1") for name, value in (headers or {}).items()),
+    ]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+class LimitedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with :class:`ConnectionLimits` (set by a subclass)."""
+
+    limits: ConnectionLimits = ConnectionLimits()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._reading_head = False  # between a request's first byte and its last header
+        self._head_bytes = 0  # bytes received while reading the head (an upper bound)
+        self._header_bytes = 0  # the URL and the headers read so far (exact)
+        self._header_count = 0
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._refusal: ServiceError | None = None
+
+    # -- the connection -------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.limits.max_connections:
+            self._refuse(
+                TooManyConnectionsError(
+                    f"the service holds {self.limits.max_connections} connections, its limit "
+                    "(SEQLAB_CONNECTIONS__MAX_CONNECTIONS); try again shortly"
+                ),
+                {"retry-after": "1"},
+            )
+            return
+        self._begin_head()  # a client that connects and sends nothing is cut too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_head_timer()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._reading_head:
+            self._head_bytes += len(data)
+        super().data_received(data)
+        # Still in the head after this chunk: httptools buffers a header until it ends, so the
+        # limit is applied to the bytes received, before a huge header is held whole.
+        if (
+            self._reading_head
+            and not self.transport.is_closing()
+            and self._head_bytes > self.limits.max_header_bytes + self.limits.max_url_bytes
+        ):
+            self._refuse(self._headers_too_large())
+
+    def send_400_response(self, msg: str) -> None:
+        """What the parser refuses (or a limit stopped): problem JSON, not uvicorn's text."""
+        error = self._refusal or MalformedRequestError(
+            f"the request is not valid HTTP/1.1 ({msg.rstrip('.')}): e.g. a negative "
+            "Content-Length, both Transfer-Encoding and Content-Length, or a bad request line"
+        )
+        self._refusal = None
+        self._refuse(error)
+
+    # -- parser callbacks -----------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._header_bytes = 0
+        self._header_count = 0
+        if not self._reading_head:
+            self._head_bytes = 0
+            self._begin_head()
+
+    def on_url(self, url: bytes) -> None:
+        super().on_url(url)
+        if len(self.url) > self.limits.max_url_bytes:
+            self._refusal = UrlTooLongError(
+                f"the URL is over {self.limits.max_url_bytes} bytes "
+                "(SEQLAB_CONNECTIONS__MAX_URL_BYTES); send large inputs in the body"
+            )
+            raise _RefusedError(self._refusal)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_count += 1
+        self._header_bytes += len(name) + len(value) + 4  # ": " and CRLF
+        if (
+            self._header_count > self.limits.max_headers
+            or self._header_bytes > self.limits.max_header_bytes
+        ):
+            self._refusal = self._headers_too_large()
+            raise _RefusedError(self._refusal)
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._reading_head = False
+        self._stop_head_timer()
+        super().on_headers_complete()
+
+    # -- internals ------------------------------------------------------------------------
+    def _headers_too_large(self) -> HeadersTooLargeError:
+        return HeadersTooLargeError(
+            f"the request's headers are over {self.limits.max_header_bytes} bytes or "
+            f"{self.limits.max_headers} fields (SEQLAB_CONNECTIONS__MAX_HEADER_BYTES, "
+            "SEQLAB_CONNECTIONS__MAX_HEADERS)"
+        )
+
+    def _begin_head(self) -> None:
+        self._reading_head = True
+        self._stop_head_timer()
+        self._head_timer = self.loop.call_later(
+            self.limits.header_timeout_seconds, self._head_timed_out
+        )
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self._reading_head and not self.transport.is_closing():
+            self._refuse(
+                RequestTimeoutError(
+                    f"the request's headers did not arrive within "
+                    f"{self.limits.header_timeout_seconds:g} s "
+                    "(SEQLAB_CONNECTIONS__HEADER_TIMEOUT_SECONDS)"
+                )
+            )
+
+    def _refuse(self, error: ServiceError, headers: dict[str, str] | None = None) -> None:
+        self._reading_head = False
+        self._stop_head_timer()
+        logger.info("refused a connection's request: %s", error.detail)
+        if not self.transport.is_closing():
+            self.transport.write(answer_bytes(error, headers))
+            self.transport.close()
+
+
+def limited_protocol(limits: ConnectionLimits) -> type[LimitedHttpToolsProtocol]:
+    """The protocol class for ``uvicorn.run(http=...)`` with these limits."""
+    return type("SeqlabHttpProtocol", (LimitedHttpToolsProtocol,), {"limits": limits})
