@@ -1,12 +1,17 @@
-"""Admission control: bounded, fair queues in front of the work that runs in threads.
+"""Admission control: bounded, fair queues in front of the work that runs in threads, and a
+bound on the small requests answered on the event loop.
 
-Each class of work (large inference; uploads and training submissions) has its own
-:class:`Admission`: at most ``running`` at once, at most ``queued`` waiting behind them (first
-come, first served: anyio's capacity limiter wakes waiters in order). Past that, or when a
-request has waited ``deadline`` seconds without starting, it is refused at once with
-:class:`OverloadedError` (429 with ``Retry-After``) rather than answered twenty seconds late;
-nothing it asked for is computed. Small requests (:mod:`app.inline`), ``/health`` and
-``/ready`` never pass through here.
+Each class of threaded work (large inference; segmentation of large texts; uploads and
+training submissions) has its own :class:`Admission`: at most ``running`` at once, at most
+``queued`` waiting behind them (first come, first served: anyio's capacity limiter wakes
+waiters in order). Past that, or when a request has waited ``deadline`` seconds without
+starting, it is refused at once with :class:`OverloadedError` (429 with ``Retry-After``) rather
+than answered twenty seconds late; nothing it asked for is computed.
+
+Small requests run on the event loop, whose own ready queue is their queue: a :class:`Gate`
+bounds how many are in flight at once and refuses the rest at the door, before their body is
+parsed (``app.middleware.SheddingMiddleware``), so that ``/health`` and ``/ready`` — which
+never pass through any of this — wait behind a bounded amount of work.
 """
 
 from __future__ import annotations
@@ -91,3 +96,35 @@ class Admission:
 
     def describe(self) -> dict[str, float | int]:
         return {"running": self.running, "queued": self.queued, "deadline_seconds": self.deadline}
+
+
+class Gate:
+    """At most ``limit`` requests of a class in flight at once; past it, refused at once (no
+    queue: for work on the event loop, the loop's ready queue is the queue)."""
+
+    def __init__(
+        self, kind: str, limit: int, on_shed: Callable[[str, str], None] | None = None
+    ) -> None:
+        self.kind = kind
+        self.limit = limit
+        self.active = 0
+        self._on_shed = on_shed
+
+    def enter(self) -> None:
+        """Count one more request in, or raise :class:`OverloadedError`."""
+        if self.active >= self.limit:
+            if self._on_shed is not None:
+                self._on_shed(self.kind, "too_many")
+            raise OverloadedError(
+                f"too busy: {self.active} {self.kind} requests in flight, the most this service "
+                "takes at once; retry after the Retry-After seconds",
+                retry_after=1,
+                work=self.kind,
+            )
+        self.active += 1
+
+    def leave(self) -> None:
+        self.active -= 1
+
+    def describe(self) -> dict[str, float | int]:
+        return {"in_flight": self.limit}

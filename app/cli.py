@@ -208,19 +208,21 @@ def _serve(arguments: argparse.Namespace) -> int:
     import uvicorn
 
     from app.connections import limited_protocol
+    from app.main import create_app
     from app.settings import Settings
 
     settings = Settings()
+    app = create_app(settings)
     uvicorn.run(
-        "app.main:create_app",
-        factory=True,
+        app,
         host=arguments.host,
         port=arguments.port,
         # uvicorn's access log cost ~10 % of a small request's time (docs/benchmarks.md):
         # off unless SEQLAB_ACCESS_LOG=true; /metrics counts every request anyway.
         access_log=settings.access_log,
-        # Header, URL, time and connection limits, and problem JSON for malformed requests.
-        http=limited_protocol(settings.connections),
+        # Header, URL, time and connection limits, problem JSON for malformed requests, and the
+        # bound on small requests in flight (429 past it).
+        http=limited_protocol(settings.connections, app.state.service.small_requests),
     )
     return 0
 

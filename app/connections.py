@@ -1,12 +1,18 @@
 """Limits on a connection before its request reaches the app: header size and count, URL length,
-the time to send the headers, connections at once; and problem JSON for what the HTTP parser
-refuses.
+the time to send the headers, connections at once, small requests in flight; and problem JSON
+for what the HTTP parser refuses.
 
 uvicorn's httptools protocol has none of these limits (a 20 MB header is read whole; a client
 that connects and sends nothing is held until it leaves) and answers a malformed request with a
 ``400 text/plain``. :func:`limited_protocol` returns its subclass with the limits of the
 settings; ``seqlab serve`` (and so ``make serve`` and the container) runs uvicorn with it. The
 body is the app's part: its size limit and stall timeout are in :mod:`app.middleware`.
+
+Small inference requests are answered on the event loop (:mod:`app.inline`), whose ready queue
+is then their queue: with 256 of them in hand, the loop answers the last — and ``/health`` —
+hundreds of milliseconds late. The service's :class:`~app.admission.Gate` bounds how many are in
+flight; past it a request is answered ``429`` here, as soon as its head is read, without a trip
+through the app (no routing, no parsing, no work: tens of microseconds).
 """
 
 from __future__ import annotations
@@ -16,16 +22,21 @@ import json
 import logging
 from typing import Any
 
+import httptools
+from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from app.admission import Gate
 from app.errors import (
     HeadersTooLargeError,
     MalformedRequestError,
+    OverloadedError,
     RequestTimeoutError,
     ServiceError,
     TooManyConnectionsError,
     UrlTooLongError,
 )
+from app.inline import small_at_the_door
 from app.problems import PROBLEM_MEDIA_TYPE, describe, problem_body
 from app.settings import ConnectionLimits
 
@@ -59,6 +70,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with :class:`ConnectionLimits` (set by a subclass)."""
 
     limits: ConnectionLimits = ConnectionLimits()
+    small_requests: Gate | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -68,6 +80,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._header_count = 0
         self._head_timer: asyncio.TimerHandle | None = None
         self._refusal: ServiceError | None = None
+        self._answered = False  # this request was answered here: its body is dropped
 
     # -- the connection -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -141,9 +154,50 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._reading_head = False
         self._stop_head_timer()
-        super().on_headers_complete()
+        method = self.parser.get_method()
+        path = httptools.parse_url(self.url).path
+        idle = self.cycle is None or self.cycle.response_complete  # nothing pipelined ahead
+        if idle and method == b"GET" and path == b"/health":
+            self._answer_here(_HEALTH_ANSWER)  # no task: never behind the loop's queue
+            return
+        gate = self.small_requests
+        if gate is None or not small_at_the_door(method, path, _content_length(self.headers)):
+            super().on_headers_complete()
+            return
+        try:
+            gate.enter()
+        except OverloadedError as error:
+            if idle:
+                self._answer_here(_refusal_bytes(error, path))
+                return
+            app: ASGIApp = _Refusal(error)  # behind a pipelined request: in its turn
+        else:
+            app = _Counted(self.app, gate)
+        # uvicorn starts (or queues, when pipelined) ``self.app`` for this request: this one.
+        usual, self.app = self.app, app
+        try:
+            super().on_headers_complete()
+        finally:
+            self.app = usual
+
+    def on_body(self, body: bytes) -> None:
+        if not self._answered:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._answered:
+            self._answered = False
+            self.on_response_complete()  # keep-alive, or the next pipelined request
+            return
+        super().on_message_complete()
 
     # -- internals ------------------------------------------------------------------------
+    def _answer_here(self, answer: bytes) -> None:
+        """Write a whole answer now, from the parser's callback; the request's body (if any)
+        is dropped as it arrives, and the connection is kept alive."""
+        self._answered = True
+        self.transport.write(answer)
+
     def _headers_too_large(self) -> HeadersTooLargeError:
         return HeadersTooLargeError(
             f"the request's headers are over {self.limits.max_header_bytes} bytes or "
@@ -183,6 +237,78 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
-def limited_protocol(limits: ConnectionLimits) -> type[LimitedHttpToolsProtocol]:
-    """The protocol class for ``uvicorn.run(http=...)`` with these limits."""
-    return type("SeqlabHttpProtocol", (LimitedHttpToolsProtocol,), {"limits": limits})
+def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+    for name, value in headers:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+class _Counted:
+    """The app, for one request counted in ``gate`` until it is answered."""
+
+    def __init__(self, app: ASGIApp, gate: Gate) -> None:
+        self.app = app
+        self.gate = gate
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.gate.leave()
+
+
+def _refusal_bytes(error: OverloadedError, path: bytes) -> bytes:
+    kind, detail, extra = describe(error)
+    body = json.dumps(problem_body(kind, detail, path.decode("ascii", "replace"), **extra))
+    return _answer(kind.status, kind.title, PROBLEM_MEDIA_TYPE, body.encode(), error.retry_after)
+
+
+def _answer(
+    status: int, reason: str, media_type: str, body: bytes, retry_after: int | None = None
+) -> bytes:
+    lines = [
+        b"HTTP/1.1 %d %s" % (status, reason.encode("ascii", "replace")),
+        b"content-type: " + media_type.encode(),
+        b"content-length: %d" % len(body),
+    ]
+    if retry_after is not None:
+        lines.append(b"retry-after: %d" % retry_after)
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+# GET /health's answer, as the route gives it (app/routers/ops.py): alive, whatever the load.
+_HEALTH_ANSWER = _answer(200, "OK", "application/json", b'{"status":"ok"}')
+
+
+class _Refusal:
+    """A 429 problem for one request; the connection stays open (uvicorn drops its body)."""
+
+    def __init__(self, error: OverloadedError) -> None:
+        self.error = error
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind, detail, extra = describe(self.error)
+        body = json.dumps(problem_body(kind, detail, scope["path"], **extra)).encode()
+        headers = [
+            (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
+            (b"content-length", str(len(body)).encode()),
+            (b"retry-after", str(self.error.retry_after).encode()),
+        ]
+        await send({"type": "http.response.start", "status": kind.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def limited_protocol(
+    limits: ConnectionLimits, small_requests: Gate | None = None
+) -> type[LimitedHttpToolsProtocol]:
+    """The protocol class for ``uvicorn.run(http=...)`` with these limits, and the service's
+    gate on small requests (``None``: no gate)."""
+    return type(
+        "SeqlabHttpProtocol",
+        (LimitedHttpToolsProtocol,),
+        {"limits": limits, "small_requests": small_requests},
+    )

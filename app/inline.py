@@ -26,6 +26,26 @@ INLINE_TOKENS = 512
 INLINE_STEPS = 64
 INLINE_HIDDEN_UNITS = 512
 
+# Before its body is read, a request is judged by its size: an inference request whose body is
+# at most this is counted as small at the door (SheddingMiddleware); 2,000 characters of JSON
+# text are at most ~6 KB, tensors of 64 steps a few KB.
+SMALL_BODY_BYTES = 16_384
+INFERENCE_PATHS = frozenset(
+    {b"/tokenize", b"/embed", b"/rnn/forward", b"/dataset/preview", b"/predict", b"/generate"}
+    | {b"/score"}
+)
+
+
+def small_at_the_door(method: bytes, path: bytes, content_length: int | None) -> bool:
+    """Whether a request (as the HTTP parser reads it) is one of the small inference requests
+    that the event loop answers."""
+    return (
+        method == b"POST"
+        and path in INFERENCE_PATHS
+        and content_length is not None
+        and content_length <= SMALL_BODY_BYTES
+    )
+
 
 @singledispatch
 def runs_inline(request: BaseModel) -> bool:

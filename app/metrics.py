@@ -45,7 +45,7 @@ class Metrics:
         self.shed = Counter(
             "seqlab_requests_shed",
             "Requests refused with a 429 before any work, by class of work and reason "
-            "(queue_full, deadline).",
+            "(queue_full, deadline, too_many).",
             ["kind", "reason"],
             registry=self.registry,
         )

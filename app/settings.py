@@ -115,6 +115,22 @@ class Settings(BaseSettings):
         description="Inference requests that may wait for one of the inference_threads; past "
         "that, 429 with Retry-After.",
     )
+    segmentation_threads: int = Field(
+        1,
+        ge=1,
+        description="Large /tokenize requests segmented at once: jieba is pure Python and holds "
+        "the GIL, so more threads add no speed and starve the event loop (and /health).",
+    )
+    max_queued_segmentation: int = Field(
+        16, ge=0, description="Of those, how many may wait; past that, 429 with Retry-After."
+    )
+    max_small_requests: int = Field(
+        32,
+        ge=1,
+        description="Small inference requests (bodies up to 16 KiB, answered on the event loop) "
+        "in flight at once; past that, 429 at the door, so /health waits behind a bounded "
+        "amount of work.",
+    )
     upload_threads: int = Field(
         2, ge=1, description="Uploads, model creations and training submissions at once."
     )
@@ -135,6 +151,13 @@ class Settings(BaseSettings):
     )
     job_threads: int = Field(
         0, ge=0, description="torch threads of a training worker process; 0 = torch's default."
+    )
+    job_niceness: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="How much lower a training worker's CPU priority is than the service's "
+        "(nice): on a shared core, requests come first and training takes the rest.",
     )
     job_max_interruptions: int = Field(
         3,

@@ -15,7 +15,7 @@ training worker; the load generator (``bench.load``) and a ``GET /health`` probe
 The mix, cycled by every connection: small requests answered on the event loop
 (``/tokenize``, ``/embed``, ``/rnn/forward`` in the tensor form, ``/predict``) and large ones
 that run in threads behind the admission queues (a bulk ``/tokenize`` of 8 × 2,000 characters,
-``/score`` of 8 texts). The model is the job's own: a small LSTM trained first on the bundled
+``/score`` of 2 texts). The model is the job's own: a small LSTM trained first on the bundled
 西游记 sample, so every route has something real to answer with.
 
 Run from the repository root: ``python -m bench.overload``. Needs ``taskset`` (util-linux).
@@ -23,6 +23,7 @@ Run from the repository root: ``python -m bench.overload``. Needs ``taskset`` (u
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -81,7 +82,7 @@ def _mix(lines: list[str]) -> list[LoadRequest]:
         request("rnn/forward", "/rnn/forward", tensor),
         request("predict", "/predict", {"model": MODEL, "text": text, "k": 5}),
         request("tokenize bulk", "/tokenize", {"texts": bulk}),
-        request("score", "/score", {"model": MODEL, "texts": [line[:200] for line in lines[:8]]}),
+        request("score", "/score", {"model": MODEL, "texts": [line[:100] for line in lines[:2]]}),
     ]
 
 
@@ -109,7 +110,9 @@ def _start_job(server: Server, lines: list[str], seconds: float) -> str:
     return answer["job_id"]
 
 
-def _job_step(server: Server, job_id: str) -> tuple[int, float]:
+def _job_step(server: Server, job_id: str | None) -> tuple[int, float]:
+    if job_id is None:
+        return 0, time.monotonic()
     job = _get(server, f"/train/{job_id}")
     return job["progress"]["step"], time.monotonic()
 
@@ -140,11 +143,29 @@ def _route_rows(results: dict[str, RouteResult], seconds: float) -> list[list[st
     return rows
 
 
+def _shed_counts(server: Server) -> dict[str, float]:
+    """``seqlab_requests_shed_total`` by class of work and reason, from /metrics."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{server.url}/metrics", timeout=60) as answer:
+        text = answer.read().decode()
+    counts = {}
+    for line in text.splitlines():
+        if line.startswith("seqlab_requests_shed_total{"):
+            labels, value = line.rsplit(" ", 1)
+            counts[labels[len("seqlab_requests_shed_total") :]] = float(value)
+    return counts
+
+
 def _phase(
     server: Server, requests: list[LoadRequest], connections: int, seconds: float
 ) -> tuple[dict[str, RouteResult], HealthProbe]:
+    before = _shed_counts(server)
     with HealthProbe(HOST, server.port) as probe:
         results = run_load(HOST, server.port, requests, connections, seconds)
+    after = _shed_counts(server)
+    shed = {key: int(after[key] - before.get(key, 0)) for key in after}
+    print(f"429s by class and reason: {shed}")
     return results, probe
 
 
@@ -171,11 +192,18 @@ def main() -> None:
     parser.add_argument("--soak-connections", type=int, default=32)
     parser.add_argument("--overload-seconds", type=float, default=20)
     parser.add_argument("--overload-connections", type=int, default=256)
+    parser.add_argument(
+        "--routes", help="comma-separated routes of the mix to keep (default: all)", default=""
+    )
+    parser.add_argument("--no-job", action="store_true", help="no training job beside the load")
     arguments = parser.parse_args()
     os.sched_setaffinity(0, {CLIENT_CPU})
     print(machine_description(SOFTWARE))
     lines = _lines()
     requests = _mix(lines)
+    if arguments.routes:
+        kept = set(arguments.routes.split(","))
+        requests = [request for request in requests if request.route in kept]
     with tempfile.TemporaryDirectory(prefix="seqlab-overload-") as scratch:
         environment = {
             "SEQLAB_DATA_DIR": str(Path(scratch) / "data"),
@@ -188,16 +216,10 @@ def main() -> None:
         )
         try:
             _train_model(server, lines)
-            total_seconds = (
-                arguments.idle_seconds + arguments.soak_seconds + arguments.overload_seconds + 60
-            )
-            job_id = _start_job(server, lines, total_seconds)
-            while _get(server, f"/train/{job_id}")["status"] != "running":
-                time.sleep(0.2)
-            time.sleep(2)  # past its first steps
-            idle_start = _job_step(server, job_id)
-            time.sleep(arguments.idle_seconds)
-            idle_end = _job_step(server, job_id)
+            job_id, idle_rate = None, None
+            if not arguments.no_job:
+                job_id, idle_rate = _start_job_and_measure(server, lines, arguments)
+            soak_start = _job_step(server, job_id)
             soak, soak_probe = _phase(
                 server, requests, arguments.soak_connections, arguments.soak_seconds
             )
@@ -207,26 +229,42 @@ def main() -> None:
             )
         finally:
             stop_server(server)
-    idle_rate = _steps_per_second(idle_start, idle_end)
-    soak_rate = _steps_per_second(idle_end, soak_end)
+    beside = "a training job running" if job_id else "no training job"
     _report(
-        f"soak: {arguments.soak_connections} connections, {arguments.soak_seconds:g} s, "
-        "a training job running",
+        f"soak: {arguments.soak_connections} connections, {arguments.soak_seconds:g} s, {beside}",
         soak,
         soak_probe,
         arguments.soak_seconds,
     )
-    print(
-        f"training job: {idle_rate:.1f} steps/s idle, {soak_rate:.1f} steps/s during the soak "
-        f"({soak_rate / idle_rate:.2f}x)"
-    )
+    if idle_rate is not None:
+        soak_rate = _steps_per_second(soak_start, soak_end)
+        print(
+            f"training job: {idle_rate:.1f} steps/s idle, {soak_rate:.1f} steps/s during the "
+            f"soak ({soak_rate / idle_rate:.2f}x)"
+        )
     _report(
         f"overload: {arguments.overload_connections} connections, "
-        f"{arguments.overload_seconds:g} s, the job still running",
+        f"{arguments.overload_seconds:g} s, {beside}",
         overload,
         overload_probe,
         arguments.overload_seconds,
     )
+
+
+def _start_job_and_measure(
+    server: Server, lines: list[str], arguments: argparse.Namespace
+) -> tuple[str, float]:
+    """A training job for the whole run, and its steps per second with no load beside it."""
+    total_seconds = (
+        arguments.idle_seconds + arguments.soak_seconds + arguments.overload_seconds + 60
+    )
+    job_id = _start_job(server, lines, total_seconds)
+    while _get(server, f"/train/{job_id}")["status"] != "running":
+        time.sleep(0.2)
+    time.sleep(2)  # past its first steps
+    idle_start = _job_step(server, job_id)
+    time.sleep(arguments.idle_seconds)
+    return job_id, _steps_per_second(idle_start, _job_step(server, job_id))
 
 
 if __name__ == "__main__":

@@ -83,6 +83,7 @@ class JobManager:
         max_running: int = 1,
         threads: int = 0,
         max_interruptions: int = 3,
+        niceness: int = 0,
     ) -> None:
         self.jobs_dir = jobs_dir
         self.store = store
@@ -91,6 +92,7 @@ class JobManager:
         self.max_running = max_running
         self.threads = threads
         self.max_interruptions = max_interruptions
+        self.niceness = niceness
         self._jobs: dict[str, JobRecord] = {}
         self._queue: deque[str] = deque()
         self._running: dict[str, _Running] = {}
@@ -302,7 +304,7 @@ class JobManager:
         suspend = _context.Event()
         process = _context.Process(
             target=run_job,
-            args=(record.spec, events, cancel, suspend, self.device, self.threads),
+            args=(record.spec, events, cancel, suspend, self.device, self.threads, self.niceness),
             name=f"seqlab-job-{job_id}",
             daemon=True,
         )

@@ -129,17 +129,27 @@ def save_result(spec: JobSpec, model: RNNLanguageModel) -> None:
 
 
 def run_job(
-    spec: JobSpec, events: Any, cancel: Any, suspend: Any, device: str, threads: int
+    spec: JobSpec,
+    events: Any,
+    cancel: Any,
+    suspend: Any,
+    device: str,
+    threads: int,
+    niceness: int = 0,
 ) -> None:
     """Entry point of the worker process (spawned: no state inherited from the service).
 
     It resumes from the job's training state when there is one, and saves that state as it
     goes (``spec.training``'s cadence). ``cancel`` stops it for good; ``suspend`` (the service
     is stopping) stops it after saving its state, and so does the death of the service that
-    started it: the next service resumes the job from there.
+    started it: the next service resumes the job from there. ``niceness`` lowers its CPU
+    priority below the service's.
     """
     try:
         keep_freed_memory()
+        if niceness > 0:
+            # Background work: when it shares a core with the service, requests come first.
+            os.nice(niceness)
         if threads > 0:
             torch.set_num_threads(threads)
         files.claim(spec.job_dir)

@@ -53,7 +53,13 @@ async def info(state: LoadingReadState) -> Info:
         device=str(state.device),
         cuda_available=torch.cuda.is_available(),
         limits=settings.limits.model_dump(),
-        admission={kind: state.admission(kind).describe() for kind in ("inference", "upload")},
+        admission={
+            "small": state.small_requests.describe(),
+            **{
+                kind: state.admission(kind).describe()
+                for kind in ("inference", "segmentation", "upload")
+            },
+        },
         connections=settings.connections.model_dump(),
         jobs={
             "max_running": settings.max_running_jobs,

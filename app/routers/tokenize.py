@@ -30,6 +30,7 @@ async def tokenize(
         state.tokenizers,
         state.settings.limits,
         small=runs_inline(request),
+        kind="segmentation",  # GIL-bound: its own, narrower queue
     )
     if result.model is not None and result.version is not None:
         name_model(response, result.model, result.version)

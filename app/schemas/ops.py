@@ -30,8 +30,9 @@ class Info(BaseModel):
     cuda_available: bool
     limits: dict[str, Any]
     admission: dict[str, dict[str, float | int]] = Field(
-        description="Per class of work: slots running at once, requests that may wait, and the "
-        "deadline after which a waiting request is refused (429)."
+        description="Per class of threaded work (inference, segmentation, upload): slots running "
+        "at once, requests that may wait, and the deadline after which a waiting request is "
+        "refused (429); for small requests on the event loop, how many may be in flight."
     )
     connections: dict[str, float | int] = Field(
         description="What one connection may send before its request reaches the app, and how "

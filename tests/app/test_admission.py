@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -11,7 +15,7 @@ import pytest
 
 from app.admission import Admission
 from app.errors import OverloadedError
-from tests.app.service_process import free_port, running_service
+from tests.app.service_process import ServiceProcess, free_port, running_service
 
 
 def test_past_the_queue_a_request_is_refused_at_once_and_in_order_otherwise():
@@ -77,7 +81,7 @@ def test_a_request_that_waited_past_its_deadline_is_not_computed():
 
 @pytest.mark.slow
 def test_an_overloaded_service_sheds_with_429_and_health_answers_throughout(tmp_path):
-    settings = {"SEQLAB_INFERENCE_THREADS": "1", "SEQLAB_MAX_QUEUED_INFERENCE": "2"}
+    settings = {"SEQLAB_SEGMENTATION_THREADS": "1", "SEQLAB_MAX_QUEUED_SEGMENTATION": "2"}
     with running_service(tmp_path, free_port(), settings) as base:
         # Each is ~a quarter million characters of jieba: far over what runs inline.
         bulk = {"texts": ["我爱学习自然语言处理，今天天气很好。" * 400] * 32}
@@ -100,12 +104,107 @@ def test_an_overloaded_service_sheds_with_429_and_health_answers_throughout(tmp_
                 assert answer.headers["content-type"].startswith("application/problem+json")
                 assert int(answer.headers["Retry-After"]) >= 1
                 assert answer.json()["type"] == "urn:seqlab:problem:overloaded"
-                assert answer.json()["work"] == "inference"
+                assert answer.json()["work"] == "segmentation"
         metrics = httpx.get(f"{base}/metrics").text
-        assert 'seqlab_requests_shed_total{kind="inference",reason="queue_full"}' in metrics
+        assert 'seqlab_requests_shed_total{kind="segmentation",reason="queue_full"}' in metrics
         info = httpx.get(f"{base}/info").json()
-        assert info["admission"]["inference"] == {
+        assert info["admission"]["segmentation"] == {
             "running": 1,
             "queued": 2,
             "deadline_seconds": 5.0,
         }
+        assert info["admission"]["small"] == {"in_flight": 32}
+
+
+def _small_request(text: str) -> bytes:
+    body = json.dumps({"text": text}).encode()
+    return (
+        b"POST /tokenize HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: %d\r\n\r\n" % len(body)
+    ) + body
+
+
+def _read_answers(connection: socket.socket, count: int) -> list[tuple[int, dict, bytes]]:
+    """``count`` answers from a kept-alive connection: status, headers, body."""
+    reader = connection.makefile("rb")
+    answers = []
+    for _ in range(count):
+        status = int(reader.readline().split()[1])
+        headers = {}
+        while (line := reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        answers.append((status, headers, reader.read(int(headers["content-length"]))))
+    return answers
+
+
+@pytest.mark.slow
+def test_past_the_small_request_bound_a_429_comes_at_the_door_and_health_still_answers(tmp_path):
+    service = ServiceProcess(tmp_path / "data", {"SEQLAB_MAX_SMALL_REQUESTS": "2"}).start()
+    try:
+        connections = [
+            socket.create_connection(("127.0.0.1", service.port), timeout=30) for _ in range(20)
+        ]
+        health = socket.create_connection(("127.0.0.1", service.port), timeout=30)
+        time.sleep(0.3)  # all accepted
+        assert service.process is not None
+        # Stopped, the service finds all twenty requests (and a health check) waiting at once.
+        os.kill(service.process.pid, signal.SIGSTOP)
+        try:
+            for connection in connections:
+                connection.sendall(_small_request("我爱学习自然语言处理"))
+            health.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            time.sleep(0.3)
+        finally:
+            os.kill(service.process.pid, signal.SIGCONT)
+        answers = [_read_answers(connection, 1)[0] for connection in connections]
+        assert _read_answers(health, 1)[0][:1] == (200,)
+        statuses = [status for status, _, _ in answers]
+        assert set(statuses) == {200, 429}, statuses
+        assert statuses.count(200) >= 2
+        assert statuses.count(429) >= 10
+        for status, headers, body in answers:
+            if status == 429:
+                problem = json.loads(body)
+                assert headers["content-type"] == "application/problem+json"
+                assert headers["retry-after"] == "1"
+                assert problem["type"] == "urn:seqlab:problem:overloaded"
+                assert problem["work"] == "small"
+                assert problem["instance"] == "/tokenize"
+                assert "connection" not in headers  # the connection stays open
+        # Refused connections serve their next request as usual.
+        for connection in connections[:3]:
+            connection.sendall(_small_request("我爱机器学习"))
+            assert _read_answers(connection, 1)[0][0] == 200
+        metrics = httpx.get(f"{service.base}/metrics").text
+        assert 'seqlab_requests_shed_total{kind="small",reason="too_many"}' in metrics
+        for connection in [*connections, health]:
+            connection.close()
+    finally:
+        service.stop()
+
+
+@pytest.mark.slow
+def test_pipelined_requests_are_answered_in_order(tmp_path):
+    service = ServiceProcess(tmp_path / "data", {"SEQLAB_MAX_SMALL_REQUESTS": "1"}).start()
+    try:
+        with socket.create_connection(("127.0.0.1", service.port), timeout=30) as connection:
+            # A small request, a health check and two more small ones in one write: the second
+            # and third small ones are over the bound of one while the first is in flight.
+            connection.sendall(
+                _small_request("我爱学习")
+                + b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+                + _small_request("自然语言")
+                + _small_request("处理")
+            )
+            answers = _read_answers(connection, 4)
+        first, health, *rest = answers
+        assert first[0] == 200
+        assert json.loads(first[2])["tokens"] == [["我", "爱", "学习"]]
+        assert (health[0], json.loads(health[2])) == (200, {"status": "ok"})
+        for status, _, body in rest:  # each answered in its turn, whatever it was
+            assert status in (200, 429)
+            if status == 200:
+                assert json.loads(body)["tokens"] in ([["自然语言"]], [["处理"]])
+    finally:
+        service.stop()
