@@ -51,19 +51,38 @@ class _RefusedError(Exception):
         self.error = error
 
 
-def answer_bytes(error: ServiceError, headers: dict[str, str] | None = None) -> bytes:
-    """A whole HTTP/1.1 problem answer that closes the connection, as bytes on the wire."""
-    kind, detail, extra = describe(error)
-    body = json.dumps(problem_body(kind, detail, None, **extra), ensure_ascii=False).encode()
-    reason = kind.title.encode("ascii", "replace")
+def _answer(
+    status: int,
+    reason: str,
+    media_type: str,
+    body: bytes,
+    headers: dict[str, str] | None = None,
+    close: bool = False,
+) -> bytes:
+    """A whole HTTP/1.1 answer, as bytes on the wire."""
     lines = [
-        b"HTTP/1.1 %d %s" % (kind.status, reason),
-        b"content-type: " + PROBLEM_MEDIA_TYPE.encode(),
+        b"HTTP/1.1 %d %s" % (status, reason.encode("ascii", "replace")),
+        b"content-type: " + media_type.encode(),
         b"content-length: %d" % len(body),
-        b"connection: close",
         *(f"{name}: {value}".encode("latin-1") for name, value in (headers or {}).items()),
     ]
+    if close:
+        lines.append(b"connection: close")
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+def _problem_answer(error: ServiceError, path: str | None, *, close: bool) -> bytes:
+    """The problem JSON answering ``error`` (with ``Retry-After`` for a 429)."""
+    kind, detail, extra = describe(error)
+    body = json.dumps(problem_body(kind, detail, path, **extra), ensure_ascii=False).encode()
+    headers = {}
+    if isinstance(error, OverloadedError | TooManyConnectionsError):
+        headers["retry-after"] = str(getattr(error, "retry_after", 1))
+    return _answer(kind.status, kind.title, PROBLEM_MEDIA_TYPE, body, headers, close)
+
+
+# GET /health's answer, as the route gives it (app/routers/ops.py): alive, whatever the load.
+_HEALTH_ANSWER = _answer(200, "OK", "application/json", b'{"status":"ok"}')
 
 
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
@@ -90,8 +109,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 TooManyConnectionsError(
                     f"the service holds {self.limits.max_connections} connections, its limit "
                     "(SEQLAB_CONNECTIONS__MAX_CONNECTIONS); try again shortly"
-                ),
-                {"retry-after": "1"},
+                )
             )
             return
         self._begin_head()  # a client that connects and sends nothing is cut too
@@ -124,6 +142,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     # -- parser callbacks -----------------------------------------------------------------
     def on_message_begin(self) -> None:
+        # A request answered here may have armed the keep-alive timeout (on_response_complete)
+        # in the middle of a chunk that holds the next one: that one must not be cut by it.
+        self._unset_keepalive_if_required()
         super().on_message_begin()
         self._header_bytes = 0
         self._header_count = 0
@@ -168,7 +189,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             gate.enter()
         except OverloadedError as error:
             if idle:
-                self._answer_here(_refusal_bytes(error, path))
+                self._answer_here(_problem_answer(error, path.decode("latin-1"), close=False))
                 return
             app: ASGIApp = _Refusal(error)  # behind a pipelined request: in its turn
         else:
@@ -228,12 +249,13 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 )
             )
 
-    def _refuse(self, error: ServiceError, headers: dict[str, str] | None = None) -> None:
+    def _refuse(self, error: ServiceError) -> None:
+        """Answer ``error`` and close the connection (what follows cannot be read as HTTP)."""
         self._reading_head = False
         self._stop_head_timer()
         logger.info("refused a connection's request: %s", error.detail)
         if not self.transport.is_closing():
-            self.transport.write(answer_bytes(error, headers))
+            self.transport.write(_problem_answer(error, None, close=True))
             self.transport.close()
 
 
@@ -259,29 +281,6 @@ class _Counted:
             await self.app(scope, receive, send)
         finally:
             self.gate.leave()
-
-
-def _refusal_bytes(error: OverloadedError, path: bytes) -> bytes:
-    kind, detail, extra = describe(error)
-    body = json.dumps(problem_body(kind, detail, path.decode("ascii", "replace"), **extra))
-    return _answer(kind.status, kind.title, PROBLEM_MEDIA_TYPE, body.encode(), error.retry_after)
-
-
-def _answer(
-    status: int, reason: str, media_type: str, body: bytes, retry_after: int | None = None
-) -> bytes:
-    lines = [
-        b"HTTP/1.1 %d %s" % (status, reason.encode("ascii", "replace")),
-        b"content-type: " + media_type.encode(),
-        b"content-length: %d" % len(body),
-    ]
-    if retry_after is not None:
-        lines.append(b"retry-after: %d" % retry_after)
-    return b"\r\n".join(lines) + b"\r\n\r\n" + body
-
-
-# GET /health's answer, as the route gives it (app/routers/ops.py): alive, whatever the load.
-_HEALTH_ANSWER = _answer(200, "OK", "application/json", b'{"status":"ok"}')
 
 
 class _Refusal:

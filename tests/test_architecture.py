@@ -10,7 +10,15 @@ from tests.conftest import REPO_ROOT
 
 WEB = ("fastapi", "starlette", "uvicorn")
 # Where the web framework may be imported: the app factory, the HTTP layer and the CLI.
-HTTP_LAYER = ("app.main", "app.routers", "app.deps", "app.problems", "app.middleware", "app.cli")
+HTTP_LAYER = (
+    "app.main",
+    "app.routers",
+    "app.deps",
+    "app.problems",
+    "app.middleware",
+    "app.connections",
+    "app.cli",
+)
 ABOVE_SERVICES = ("app.routers", "app.deps", "app.state", "app.main", "app.cli", "app.demo")
 STORES = (
     "app.errors",
