@@ -10,8 +10,8 @@ than answered twenty seconds late; nothing it asked for is computed.
 
 Small requests run on the event loop, whose own ready queue is their queue: a :class:`Gate`
 bounds how many are in flight at once and refuses the rest at the door, before their body is
-parsed (``app.middleware.SheddingMiddleware``), so that ``/health`` and ``/ready`` — which
-never pass through any of this — wait behind a bounded amount of work.
+parsed (``app.connections``, under ``seqlab serve``), so that ``/health`` and ``/ready`` —
+which never pass through any of this — wait behind a bounded amount of work.
 """
 
 from __future__ import annotations
@@ -127,4 +127,4 @@ class Gate:
         self.active -= 1
 
     def describe(self) -> dict[str, float | int]:
-        return {"in_flight": self.limit}
+        return {"max_in_flight": self.limit}

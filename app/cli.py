@@ -204,6 +204,9 @@ def _tokenize(arguments: argparse.Namespace) -> int:
     return 0
 
 
+GRACEFUL_SHUTDOWN_SECONDS = 3
+
+
 def _serve(arguments: argparse.Namespace) -> int:
     import uvicorn
 
@@ -218,11 +221,15 @@ def _serve(arguments: argparse.Namespace) -> int:
         host=arguments.host,
         port=arguments.port,
         # uvicorn's access log cost ~10 % of a small request's time (docs/benchmarks.md):
-        # off unless SEQLAB_ACCESS_LOG=true; /metrics counts every request anyway.
+        # off unless SEQLAB_ACCESS_LOG=true; /metrics counts every request the app answers.
         access_log=settings.access_log,
         # Header, URL, time and connection limits, problem JSON for malformed requests, and the
         # bound on small requests in flight (429 past it).
         http=limited_protocol(settings.connections, app.state.service.small_requests),
+        # Open streams (a job's events, a `wait: true`) must not hold a stop past this: then the
+        # lifespan has its training workers save their state (up to 5 s) before a container
+        # runtime's SIGKILL, 10 s after its SIGTERM.
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
     return 0
 

@@ -21,6 +21,7 @@ import asyncio
 import json
 import logging
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import httptools
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -44,11 +45,8 @@ logger = logging.getLogger("seqlab.connections")
 
 
 class _RefusedError(Exception):
-    """Raised from a parser callback to stop reading a request that is over a limit."""
-
-    def __init__(self, error: ServiceError) -> None:
-        super().__init__(error.detail)
-        self.error = error
+    """Raised from a parser callback to stop reading a request that is over a limit (the
+    answer is ``self._refusal``: the parser wraps whatever a callback raises)."""
 
 
 def _answer(
@@ -100,6 +98,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._head_timer: asyncio.TimerHandle | None = None
         self._refusal: ServiceError | None = None
         self._answered = False  # this request was answered here: its body is dropped
+        self._body_timer: asyncio.TimerHandle | None = None  # for that body, not to be held
 
     # -- the connection -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -116,6 +115,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head_timer()
+        self._stop_body_timer()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -159,7 +159,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 f"the URL is over {self.limits.max_url_bytes} bytes "
                 "(SEQLAB_CONNECTIONS__MAX_URL_BYTES); send large inputs in the body"
             )
-            raise _RefusedError(self._refusal)
+            raise _RefusedError(self._refusal.detail)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._header_count += 1
@@ -169,31 +169,38 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             or self._header_bytes > self.limits.max_header_bytes
         ):
             self._refusal = self._headers_too_large()
-            raise _RefusedError(self._refusal)
+            raise _RefusedError(self._refusal.detail)
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         self._reading_head = False
         self._stop_head_timer()
-        method = self.parser.get_method()
-        path = httptools.parse_url(self.url).path
-        idle = self.cycle is None or self.cycle.response_complete  # nothing pipelined ahead
-        if idle and method == b"GET" and path == b"/health":
-            self._answer_here(_HEALTH_ANSWER)  # no task: never behind the loop's queue
-            return
         gate = self.small_requests
-        if gate is None or not small_at_the_door(method, path, _content_length(self.headers)):
+        if self.parser.should_upgrade() or gate is None:  # (a WebSocket is uvicorn's part)
             super().on_headers_complete()
             return
-        try:
-            gate.enter()
-        except OverloadedError as error:
-            if idle:
+        method = self.parser.get_method()
+        url = httptools.parse_url(self.url)
+        path = unquote_to_bytes(url.path) if b"%" in url.path else url.path
+        # Answered here only when nothing is pipelined ahead (answers keep their order) and
+        # the client is not slow to read them (they would pile up unread).
+        here = (self.cycle is None or self.cycle.response_complete) and not self.flow.write_paused
+        if here and method == b"GET" and path == b"/health" and not url.query:
+            self._answer_here(_HEALTH_ANSWER)  # no task: never behind the loop's queue
+            return
+        if not small_at_the_door(method, path, _content_length(self.headers)):
+            super().on_headers_complete()
+            return
+        app: ASGIApp
+        if here:
+            try:
+                gate.enter()  # its task starts at once: it is in flight from now
+            except OverloadedError as error:
                 self._answer_here(_problem_answer(error, path.decode("latin-1"), close=False))
                 return
-            app: ASGIApp = _Refusal(error)  # behind a pipelined request: in its turn
-        else:
-            app = _Counted(self.app, gate)
+            app = _Counted(self.app, gate, entered=True)
+        else:  # waits its turn behind the request ahead: counted when it starts, if it may
+            app = _Counted(self.app, gate, entered=False)
         # uvicorn starts (or queues, when pipelined) ``self.app`` for this request: this one.
         usual, self.app = self.app, app
         try:
@@ -208,6 +215,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         if self._answered:
             self._answered = False
+            self._stop_body_timer()
+            if not self.parser.should_keep_alive():  # HTTP/1.0, or Connection: close
+                self.transport.close()
+                return
             self.on_response_complete()  # keep-alive, or the next pipelined request
             return
         super().on_message_complete()
@@ -215,9 +226,18 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     # -- internals ------------------------------------------------------------------------
     def _answer_here(self, answer: bytes) -> None:
         """Write a whole answer now, from the parser's callback; the request's body (if any)
-        is dropped as it arrives, and the connection is kept alive."""
+        is dropped as it arrives, within the header timeout (else the connection is closed:
+        a body that never comes must not hold it), and the connection is kept alive."""
         self._answered = True
         self.transport.write(answer)
+        self._body_timer = self.loop.call_later(
+            self.limits.header_timeout_seconds, self.transport.close
+        )
+
+    def _stop_body_timer(self) -> None:
+        if self._body_timer is not None:
+            self._body_timer.cancel()
+            self._body_timer = None
 
     def _headers_too_large(self) -> HeadersTooLargeError:
         return HeadersTooLargeError(
@@ -270,13 +290,23 @@ def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:
 
 
 class _Counted:
-    """The app, for one request counted in ``gate`` until it is answered."""
+    """The app, for one request counted in ``gate`` until it is answered. ``entered``: the
+    request was counted when its head was read (its task starts at once); otherwise it is
+    counted when it starts (a pipelined one, which may never start if its client leaves) and
+    refused with a 429 then if the gate is full."""
 
-    def __init__(self, app: ASGIApp, gate: Gate) -> None:
+    def __init__(self, app: ASGIApp, gate: Gate, *, entered: bool) -> None:
         self.app = app
         self.gate = gate
+        self.entered = entered
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self.entered:
+            try:
+                self.gate.enter()
+            except OverloadedError as error:
+                await _Refusal(error)(scope, receive, send)
+                return
         try:
             await self.app(scope, receive, send)
         finally:

@@ -27,7 +27,7 @@ INLINE_STEPS = 64
 INLINE_HIDDEN_UNITS = 512
 
 # Before its body is read, a request is judged by its size: an inference request whose body is
-# at most this is counted as small at the door (SheddingMiddleware); 2,000 characters of JSON
+# at most this is counted as small at the door (app.connections); 2,000 characters of JSON
 # text are at most ~6 KB, tensors of 64 steps a few KB.
 SMALL_BODY_BYTES = 16_384
 INFERENCE_PATHS = frozenset(

@@ -1,4 +1,5 @@
-"""Prometheus metrics: request counts and latency per route, models loaded."""
+"""Prometheus metrics: request counts and latency per route, requests shed, models loaded,
+small requests in flight."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 class Metrics:
     """One collector registry per app, so several apps in one process never collide."""
 
-    def __init__(self, models_loaded: Callable[[], int]) -> None:
+    def __init__(
+        self, models_loaded: Callable[[], int], small_in_flight: Callable[[], int] = lambda: 0
+    ) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "seqlab_requests",
@@ -53,6 +56,12 @@ class Metrics:
             "seqlab_models_loaded", "Models loaded on the device.", registry=self.registry
         )
         gauge.set_function(models_loaded)
+        in_flight = Gauge(
+            "seqlab_small_requests_in_flight",
+            "Small inference requests being answered on the event loop (seqlab serve's gate).",
+            registry=self.registry,
+        )
+        in_flight.set_function(small_in_flight)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

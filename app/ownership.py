@@ -34,7 +34,12 @@ class Owner:
 
     @classmethod
     def current(cls) -> Owner:
-        return cls(_host(), os.getpid(), process_start(os.getpid()) or 0)
+        return cls.of_process(os.getpid())
+
+    @classmethod
+    def of_process(cls, pid: int) -> Owner:
+        """The owner that process ``pid`` of this host is."""
+        return cls(_host(), pid, process_start(pid) or 0)
 
     def is_alive(self) -> bool | None:
         """True or False on this host; None for another host's process (unknowable here)."""
@@ -99,7 +104,8 @@ def writer_gone(owner: Owner | None, lease: str | None) -> bool:
 
 def process_start(pid: int) -> int | None:
     """A process's start time in clock ticks since boot, or None when there is no such
-    process. Where ``/proc`` is missing, a process that exists counts as started at 0."""
+    process (or it is a zombie: dead, not yet reaped). Where ``/proc`` is missing, a process
+    that exists counts as started at 0."""
     if not _HAS_PROC:
         return _exists(pid)
     try:
@@ -110,6 +116,8 @@ def process_start(pid: int) -> int | None:
         return _exists(pid)
     # The command name (field 2) may hold spaces and parentheses: split after its last ")".
     fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] in ("Z", "X"):  # field 3, the state: a zombie or dead process writes nothing
+        return None
     return int(fields[19])  # field 22 of the whole line: starttime
 
 

@@ -62,7 +62,9 @@ class ServiceState:
             max_interruptions=settings.job_max_interruptions,
             niceness=settings.job_niceness,
         )
-        self.metrics = Metrics(lambda: len(self.registry))
+        self.metrics = Metrics(
+            lambda: len(self.registry), small_in_flight=lambda: self.small_requests.active
+        )
         self.jieba_ready = False
         self.registry_ready = False
         self.start_error: str | None = None
@@ -127,6 +129,7 @@ class ServiceState:
             # What start-up loaded (jieba's dictionary, torch, the models: ~220k objects) stays
             # for the process's life: out of the collector's sight, a full collection takes
             # microseconds instead of ~100 ms, a pause every request in flight would wait out.
+            gc.collect()  # what is garbage now must not be frozen with the rest
             gc.freeze()
             self.registry_ready = True
             if self.settings.registry_sync_seconds > 0:

@@ -3,12 +3,13 @@ it stopped (a killed worker, a restarted service) and end as if it had never sto
 
 A state is a directory, written atomically (staging, fsync, rename) and never overwritten::
 
-    <states dir>/step-00000120/
+    <states dir>/step-00000120/         (step-00000120-end: the state of a run that has ended)
         state.json          counters, histories, the optimizer's hyperparameters, the result
         tensors.safetensors model/…, optimizer/<param>/<key>, best/…, rng/…, hidden/…
 
-:func:`save_training_state` writes a new ``step-N`` beside the last one and then removes the
-older ones; :func:`load_training_state` reads the newest whole one. No pickle anywhere.
+:func:`save_training_state` writes a new directory beside the last one and then removes the
+older ones; :func:`load_training_state` reads the newest whole one (by name: the step, then
+``-end`` after the periodic state of the same step). No pickle anywhere.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ FORMAT_VERSION = 1
 STATE_FILE = "state.json"
 TENSORS_FILE = "tensors.safetensors"
 _PREFIX = "step-"
+_ENDED_SUFFIX = "-end"
 _STAGING_PREFIX = ".staging-"
 
 
@@ -72,10 +74,6 @@ class TrainingState:
     rng: dict[str, torch.Tensor] = field(default_factory=dict)  # "torch", "generator", "cuda"
     result: dict[str, Any] | None = None  # TrainingResult fields, once the run has ended
 
-    @property
-    def ended(self) -> bool:
-        return self.result is not None
-
 
 def save_training_state(states_dir: str | Path, state: TrainingState) -> Path:
     """Write ``state`` as ``states_dir/step-N`` atomically, then remove the older states.
@@ -85,7 +83,8 @@ def save_training_state(states_dir: str | Path, state: TrainingState) -> Path:
     """
     states_dir = Path(states_dir)
     states_dir.mkdir(parents=True, exist_ok=True)
-    target = states_dir / f"{_PREFIX}{state.step:08d}"
+    suffix = _ENDED_SUFFIX if state.result is not None else ""
+    target = states_dir / f"{_PREFIX}{state.step:08d}{suffix}"
     staging = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=states_dir))
     try:
         tensors, document = _split(state)
@@ -99,8 +98,8 @@ def save_training_state(states_dir: str | Path, state: TrainingState) -> Path:
         sync_file(tensors_path)
         sync_file(state_path)
         fsync_directory(staging)
-        if target.exists():  # the same step written again (a resumed run stopped at once)
-            shutil.rmtree(target)
+        if target.exists():  # the same state again: set the old one aside, never a gap
+            os.rename(target, staging.with_name(f"{staging.name}-replaced"))
         os.rename(staging, target)
         fsync_directory(states_dir)
     except BaseException:

@@ -50,9 +50,9 @@ def states_dir(job_dir: Path) -> Path:
     return job_dir / STATES_DIR
 
 
-def claim(job_dir: Path) -> None:
-    """Record the calling process as the one training in ``job_dir``."""
-    (job_dir / WORKER_FILE).write_text(Owner.current().token, encoding="ascii")
+def claim(job_dir: Path, worker: Owner) -> None:
+    """Record ``worker`` as the process training in ``job_dir``."""
+    (job_dir / WORKER_FILE).write_text(worker.token, encoding="ascii")
 
 
 def worker_of(job_dir: Path) -> Owner | None:

@@ -42,7 +42,7 @@ from app.jobs.protocol import (
 from app.jobs.publishing import publish_run, run_metrics
 from app.jobs.store import JobRecord, JobStore
 from app.jobs.worker import run_job
-from app.ownership import lease_of, writer_gone
+from app.ownership import Owner, lease_of, writer_gone
 from app.registry import ModelRegistry
 from models.training import EpochRecord, Progress, planned_steps
 
@@ -107,8 +107,9 @@ class JobManager:
         with self._lock:
             for record in self.store.all():
                 self._jobs[record.id] = record
-                if record.status in ("starting", "running"):
+                if not record.finished:  # a worker may have been started just before a kill
                     self._stop_orphan(self.job_dir(record.id))
+                if record.status in ("starting", "running"):
                     if not self._published_already(record):
                         self._interrupted(record, "the service stopped")
                 elif record.status == "queued":
@@ -170,7 +171,8 @@ class JobManager:
                 os.kill(owner.pid, signal.SIGKILL)
             except ProcessLookupError:
                 return
-            while owner.is_alive():
+            deadline = time.monotonic() + ORPHAN_GRACE_SECONDS
+            while owner.is_alive() and time.monotonic() < deadline:
                 time.sleep(0.01)
 
     def close(self) -> None:
@@ -278,7 +280,8 @@ class JobManager:
                     job_id=job_id,
                 )
             if record.status == "queued":
-                self._queue.remove(job_id)
+                if job_id in self._queue:  # not when it was requeued by a stopping service
+                    self._queue.remove(job_id)
                 files.discard(self.job_dir(job_id))
                 self._finish(record, "cancelled")
                 return self.get(job_id)
@@ -304,11 +307,22 @@ class JobManager:
         suspend = _context.Event()
         process = _context.Process(
             target=run_job,
-            args=(record.spec, events, cancel, suspend, self.device, self.threads, self.niceness),
+            args=(
+                record.spec,
+                events,
+                cancel,
+                suspend,
+                self.device,
+                self.threads,
+                self.niceness,
+                os.getpid(),  # the worker stops (saving its state) when this process is gone
+            ),
             name=f"seqlab-job-{job_id}",
             daemon=True,
         )
         process.start()
+        # Before anything else: a service killed from here on leaves a worker to wait for.
+        files.claim(self.job_dir(job_id), Owner.of_process(process.pid))
         watcher = threading.Thread(
             target=self._watch, args=(job_id,), name=f"watch-{job_id}", daemon=True
         )
@@ -347,11 +361,17 @@ class JobManager:
             history = record.metrics.setdefault("history", {"epochs": [], "steps": []})
             if isinstance(event, Started | Progress) and record.status == "starting":
                 record.status = "running"  # the worker has loaded and reported
-            if isinstance(event, Started) and record.restarts > 0:
-                # What the last attempt reported past its saved state is done again: forget it.
-                record.resumed_from_step = event.step
-                history["steps"] = [s for s in history["steps"] if s["step"] <= event.step]
-                history["epochs"] = history["epochs"][: event.epochs]
+            if isinstance(event, Started):
+                # The history is the training state's: what the last attempt reported past it
+                # is done again, and what its service never stored (a kill) is back.
+                speeds = {s["step"]: s.get("tokens_per_second") for s in history["steps"]}
+                history["steps"] = [
+                    {**entry, "tokens_per_second": speeds.get(entry["step"])}
+                    for entry in event.steps
+                ]
+                history["epochs"] = list(event.epochs)
+                if record.restarts > 0:
+                    record.resumed_from_step = event.step
             if isinstance(event, Progress):
                 record.progress = {
                     "epoch": event.epoch,
@@ -386,14 +406,16 @@ class JobManager:
         try:
             if isinstance(terminal, Finished):
                 self._publish(record, terminal)
-            elif isinstance(terminal, Cancelled) or (terminal is None and running.cancel_requested):
+            elif running.cancel_requested:  # Cancelled, or killed after the grace
                 self._finish(record, "cancelled")
             elif isinstance(terminal, Failed):
                 logger.error("job %s failed: %s", job_id, terminal.traceback)
                 self._finish(record, "failed", error=terminal.error)
             elif isinstance(terminal, Suspended):  # the service is stopping; not the job's fault
-                self._requeue(record, "the service stopped (its state was saved)")
-            elif self._closed:
+                self._requeue(
+                    record, f"the service stopped (its state was saved at step {terminal.step})"
+                )
+            elif self._closed:  # stopped by close() (resume: false), or killed after its grace
                 self._interrupted(record, "the service stopped")
             else:
                 code = running.process.exitcode
@@ -401,7 +423,8 @@ class JobManager:
                 self._interrupted(record, f"the worker process died ({how})")
         finally:
             with self._lock:
-                self._running.pop(job_id, None)
+                if self._running.get(job_id) is running:  # not a new worker of the job
+                    del self._running[job_id]
                 if record.finished:
                     files.discard(self.job_dir(job_id))
                 self._changed.notify_all()  # wait() also waits for this clean-up

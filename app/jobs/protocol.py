@@ -8,7 +8,7 @@ queue with :data:`WorkerEvent` values: the modeling core's own :class:`Progress`
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -101,11 +101,14 @@ class PreparedJob:
 
 @dataclass(frozen=True)
 class Started:
-    """The worker process is up and about to train, from ``step`` with ``epochs`` epochs
-    already ended (both 0 unless it resumes a run from its training state)."""
+    """The worker process is up and about to train, from ``step`` (0 unless it resumes a run
+    from its training state), with that state's history: the ``epochs`` ended and the
+    ``steps`` reported so far (the record's history is rebuilt from them: what the last
+    attempt reported past the state is done again, what its service never stored is back)."""
 
     step: int = 0
-    epochs: int = 0
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import ctypes
 import os
+import signal
+import sys
+import threading
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -136,15 +140,23 @@ def run_job(
     device: str,
     threads: int,
     niceness: int = 0,
+    service_pid: int | None = None,
 ) -> None:
     """Entry point of the worker process (spawned: no state inherited from the service).
 
     It resumes from the job's training state when there is one, and saves that state as it
     goes (``spec.training``'s cadence). ``cancel`` stops it for good; ``suspend`` (the service
-    is stopping) stops it after saving its state, and so does the death of the service that
-    started it: the next service resumes the job from there. ``niceness`` lowers its CPU
-    priority below the service's.
+    is stopping), a SIGTERM, and the death of the service that started it (``service_pid``)
+    stop it after saving its state: the next service resumes the job from there. A SIGINT
+    (Ctrl-C in the service's terminal reaches its whole process group) is the service's to
+    handle, not the worker's. ``niceness`` lowers its CPU priority below the service's.
     """
+    terminated = threading.Event()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: terminated.set())
+    parent = service_pid if service_pid is not None else os.getppid()
+    if os.getppid() != parent:  # the service died while this process was starting
+        return
     try:
         keep_freed_memory()
         if niceness > 0:
@@ -152,14 +164,12 @@ def run_job(
             os.nice(niceness)
         if threads > 0:
             torch.set_num_threads(threads)
-        files.claim(spec.job_dir)
         states = files.states_dir(spec.job_dir)
         state = load_training_state(states)
-        events.put(Started(state.step, len(state.epochs)) if state else Started())
-        parent = os.getppid()
+        events.put(Started(state.step, state.epochs, state.steps_history) if state else Started())
 
         def suspending() -> bool:
-            return suspend.is_set() or os.getppid() != parent
+            return suspend.is_set() or terminated.is_set() or os.getppid() != parent
 
         model, result = train(
             spec,
@@ -167,7 +177,7 @@ def run_job(
             lambda: cancel.is_set() or suspending(),
             resolve_device(device),
             resume=state,
-            on_checkpoint=lambda state: save_training_state(states, state),
+            on_checkpoint=lambda state: _save_state(states, state),
             checkpoint_when_stopped=lambda: not cancel.is_set(),
         )
         if result.stop_reason == "stopped":
@@ -177,3 +187,19 @@ def run_job(
         events.put(Finished(result))
     except BaseException as error:  # reported, never raised: the parent decides what it means
         events.put(Failed(f"{type(error).__name__}: {error}", traceback.format_exc(limit=8)))
+
+
+def _save_state(states: Path, state: TrainingState) -> None:
+    """Save a training state; a periodic one that cannot be written (a full disk) is skipped,
+    the previous one stays whole and training goes on. The final one must be written."""
+    try:
+        save_training_state(states, state)
+    except OSError as error:
+        if state.result is not None:
+            raise
+        print(
+            f"seqlab: the training state at step {state.step} could not be saved ({error}); "
+            "training goes on from the previous one",
+            file=sys.stderr,
+            flush=True,
+        )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -113,7 +114,7 @@ def test_an_overloaded_service_sheds_with_429_and_health_answers_throughout(tmp_
             "queued": 2,
             "deadline_seconds": 5.0,
         }
-        assert info["admission"]["small"] == {"in_flight": 32}
+        assert info["admission"]["small"] == {"max_in_flight": 32}
 
 
 def _small_request(text: str) -> bytes:
@@ -189,8 +190,8 @@ def test_pipelined_requests_are_answered_in_order(tmp_path):
     service = ServiceProcess(tmp_path / "data", {"SEQLAB_MAX_SMALL_REQUESTS": "1"}).start()
     try:
         with socket.create_connection(("127.0.0.1", service.port), timeout=30) as connection:
-            # A small request, a health check and two more small ones in one write: the second
-            # and third small ones are over the bound of one while the first is in flight.
+            # A small request, a health check and two more small ones in one write, with a
+            # bound of one: the three small ones are answered one after the other, in order.
             connection.sendall(
                 _small_request("我爱学习")
                 + b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -198,13 +199,74 @@ def test_pipelined_requests_are_answered_in_order(tmp_path):
                 + _small_request("处理")
             )
             answers = _read_answers(connection, 4)
-        first, health, *rest = answers
+        first, health, third, fourth = answers
         assert first[0] == 200
         assert json.loads(first[2])["tokens"] == [["我", "爱", "学习"]]
         assert (health[0], json.loads(health[2])) == (200, {"status": "ok"})
-        for status, _, body in rest:  # each answered in its turn, whatever it was
-            assert status in (200, 429)
-            if status == 200:
-                assert json.loads(body)["tokens"] in ([["自然语言"]], [["处理"]])
+        # Each waited its turn and was counted then, when the one before had been answered.
+        assert (third[0], json.loads(third[2])["tokens"]) == (200, [["自然语言"]])
+        assert (fourth[0], json.loads(fourth[2])["tokens"]) == (200, [["处理"]])
+    finally:
+        service.stop()
+
+
+def _in_flight(base: str) -> float:
+    for line in httpx.get(f"{base}/metrics").text.splitlines():
+        if line.startswith("seqlab_small_requests_in_flight "):
+            return float(line.split()[1])
+    raise AssertionError("no seqlab_small_requests_in_flight")
+
+
+@pytest.mark.slow
+def test_a_connection_lost_with_requests_waiting_their_turn_gives_their_places_back(tmp_path):
+    service = ServiceProcess(tmp_path / "data", {"SEQLAB_MAX_SMALL_REQUESTS": "2"}).start()
+    try:
+        assert service.process is not None
+        connection = socket.create_connection(("127.0.0.1", service.port), timeout=30)
+        time.sleep(0.2)
+        os.kill(service.process.pid, signal.SIGSTOP)
+        try:
+            # Three pipelined small requests, and the client gone before any is answered: the
+            # first runs, the second waits its turn (counted in the gate), the third is refused.
+            connection.sendall(b"".join(_small_request(text) for text in ("我爱", "学习", "处理")))
+            connection.close()
+            time.sleep(0.2)
+        finally:
+            os.kill(service.process.pid, signal.SIGCONT)
+        deadline = time.monotonic() + 10
+        while _in_flight(service.base) != 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _in_flight(service.base) == 0
+        # Both places are free: two requests at once are both answered.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            answers = list(
+                pool.map(
+                    lambda text: httpx.post(f"{service.base}/tokenize", json={"text": text}),
+                    ["我爱", "学习"],
+                )
+            )
+        assert [answer.status_code for answer in answers] == [200, 200]
+    finally:
+        service.stop()
+
+
+@pytest.mark.slow
+def test_an_upgrade_request_is_never_counted_at_the_door(tmp_path):
+    service = ServiceProcess(tmp_path / "data", {"SEQLAB_MAX_SMALL_REQUESTS": "2"}).start()
+    try:
+        body = json.dumps({"text": "我爱"}).encode()
+        for _ in range(4):
+            with socket.create_connection(("127.0.0.1", service.port), timeout=30) as connection:
+                connection.sendall(
+                    b"POST /tokenize HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+                    b"Upgrade: websocket\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: %d\r\n\r\n" % len(body) + body
+                )
+                connection.settimeout(2)
+                with contextlib.suppress(OSError):
+                    connection.recv(65536)  # whatever uvicorn makes of it
+        assert _in_flight(service.base) == 0
+        answers = [httpx.post(f"{service.base}/tokenize", json={"text": "我爱"}) for _ in range(3)]
+        assert [answer.status_code for answer in answers] == [200, 200, 200]
     finally:
         service.stop()

@@ -174,7 +174,7 @@ def test_an_ended_run_leaves_its_result_and_final_weights(tmp_path: Path) -> Non
     assert state.result is not None
     assert state.step == result.steps
     assert state.optimizer_state == {}  # nothing left to train: no moments kept
-    assert [path.name for path in tmp_path.iterdir()] == [f"step-{result.steps:08d}"]
+    assert [path.name for path in tmp_path.iterdir()] == [f"step-{result.steps:08d}-end"]
 
     again = _model("lstm")
     replayed = fit(again, train_ids, val_ids, config, resume=state)  # no step is taken

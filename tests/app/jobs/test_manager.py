@@ -369,16 +369,40 @@ def test_a_stopping_service_saves_a_running_job_and_the_next_one_finishes_it(
     stopped = first.get(job_id)
     assert stopped.status == "queued"
     assert (stopped.restarts, stopped.interruptions) == (1, 0)
-    assert stopped.interrupted == "the service stopped (its state was saved)"
     state = load_training_state(files.states_dir(first.job_dir(job_id)))
     assert state is not None
     assert state.step >= 20  # saved when it stopped: no periodic state was asked for
+    assert stopped.interrupted == f"the service stopped (its state was saved at step {state.step})"
 
     second = make_manager()
     done = second.wait(job_id, timeout=JOB_TIMEOUT)
     assert done.status == "succeeded", done.error
     assert done.resumed_from_step == state.step
     _assert_same_weights(registry, done.version or 0, expected.version or 0)
+    # Its history is the uninterrupted run's (the speeds aside): nothing lost, nothing twice.
+    history, reference_history = done.metrics["history"], expected.metrics["history"]
+    assert [s["step"] for s in history["steps"]] == [s["step"] for s in reference_history["steps"]]
+    torch.testing.assert_close(
+        [s["loss"] for s in history["steps"]], [s["loss"] for s in reference_history["steps"]]
+    )
+    assert [e["epoch"] for e in history["epochs"]] == [
+        e["epoch"] for e in reference_history["epochs"]
+    ]
+
+
+def test_a_stopping_service_fails_a_job_that_may_not_resume(
+    make_manager: MakeManager, registry: ModelRegistry, tokenizers: TokenizerCache
+) -> None:
+    first = make_manager()
+    job_id = first.submit(
+        prepare(first, registry, tokenizers, epochs=10_000, max_steps=None, resume=False)
+    ).id
+    wait_until(first, job_id, lambda record: record.progress.get("step", 0) > 0)
+    first.close()
+    stopped = first.get(job_id)
+    assert stopped.status == "failed"
+    assert stopped.error == "interrupted: the service stopped"
+    assert not first.job_dir(job_id).exists()
 
 
 def test_a_second_job_creating_the_same_model_is_a_conflict(
