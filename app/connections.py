@@ -99,6 +99,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._refusal: ServiceError | None = None
         self._answered = False  # this request was answered here: its body is dropped
         self._body_timer: asyncio.TimerHandle | None = None  # for that body, not to be held
+        self._deferred_refusal: ServiceError | None = None  # once the answer ahead is sent
 
     # -- the connection -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -270,13 +271,26 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             )
 
     def _refuse(self, error: ServiceError) -> None:
-        """Answer ``error`` and close the connection (what follows cannot be read as HTTP)."""
+        """Answer ``error`` and close the connection (what follows cannot be read as HTTP);
+        after the answer to a request still in flight ahead of it, so answers keep their order."""
         self._reading_head = False
         self._stop_head_timer()
         logger.info("refused a connection's request: %s", error.detail)
-        if not self.transport.is_closing():
-            self.transport.write(_problem_answer(error, None, close=True))
-            self.transport.close()
+        if self.transport.is_closing():
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            self._deferred_refusal = error
+            self.transport.pause_reading()  # nothing more is read from this connection
+            return
+        self.transport.write(_problem_answer(error, None, close=True))
+        self.transport.close()
+
+    def on_response_complete(self) -> None:
+        if self._deferred_refusal is not None:
+            error, self._deferred_refusal = self._deferred_refusal, None
+            self._refuse(error)
+            return
+        super().on_response_complete()
 
 
 def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:

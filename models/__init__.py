@@ -1,7 +1,8 @@
 """seqlab's modeling core: plain PyTorch and jieba, no HTTP.
 
 Tokenize text, build a vocabulary, cut the id stream into training examples, train a
-recurrent next-word language model, generate with it, and save it without pickle.
+recurrent next-word language model (and resume a run from its saved state), generate with it,
+and save it without pickle.
 """
 
 from models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
@@ -21,6 +22,7 @@ from models.lm import LanguageModelConfig, RecurrentOutput, RNNLanguageModel
 from models.seeding import fresh_seed, seeded
 from models.tokenizer import Segmentation, Tokenizer, TokenizerConfig
 from models.training import EpochRecord, Progress, TrainingConfig, TrainingResult, fit, split_ids
+from models.training_state import TrainingState, load_training_state, save_training_state
 from models.vocab import Vocab
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "TokenizerConfig",
     "TrainingConfig",
     "TrainingResult",
+    "TrainingState",
     "UnknownIdError",
     "UnknownTokenError",
     "Vocab",
@@ -52,11 +55,13 @@ __all__ = [
     "fresh_seed",
     "generate",
     "load_checkpoint",
+    "load_training_state",
     "make_loader",
     "next_token_log_probs",
     "perplexity",
     "resolve_device",
     "save_checkpoint",
+    "save_training_state",
     "seeded",
     "split_ids",
     "top_k",

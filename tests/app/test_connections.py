@@ -197,3 +197,18 @@ def test_health_with_a_query_goes_through_the_app(service):
     answer = httpx.get(f"{service.base}/health?verbose=1", timeout=10)
     assert answer.status_code == 422
     assert "unknown query parameter 'verbose'" in answer.json()["detail"]
+
+
+def test_a_refusal_behind_a_request_in_flight_comes_after_its_answer(service):
+    body = json.dumps({"texts": ["我爱学习自然语言处理。" * 200] * 8}).encode()  # threaded work
+    with _connect(service) as connection:
+        connection.sendall(
+            b"POST /tokenize HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body) + body + b"NOT A REQUEST\r\n\r\n"
+        )
+        data = b""
+        while chunk := connection.recv(65536):
+            data += chunk
+    first, _, rest = data.partition(b"HTTP/1.1 400")
+    assert first.startswith(b"HTTP/1.1 200"), data[:200]
+    assert b"malformed-request" in rest
