@@ -411,10 +411,9 @@ class JobManager:
             elif isinstance(terminal, Failed):
                 logger.error("job %s failed: %s", job_id, terminal.traceback)
                 self._finish(record, "failed", error=terminal.error)
-            elif isinstance(terminal, Suspended):  # the service is stopping; not the job's fault
-                self._requeue(
-                    record, f"the service stopped (its state was saved at step {terminal.step})"
-                )
+            elif isinstance(terminal, Suspended):  # stopped cleanly: not the job's fault
+                who = "the service stopped" if self._closed else "its worker was stopped (SIGTERM)"
+                self._requeue(record, f"{who} (its state was saved at step {terminal.step})")
             elif self._closed:  # stopped by close() (resume: false), or killed after its grace
                 self._interrupted(record, "the service stopped")
             else:

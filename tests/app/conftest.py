@@ -41,6 +41,24 @@ def make_settings(tmp_path: Path):
 
 
 @pytest.fixture
+def start_service(tmp_path: Path) -> Iterator:
+    """Start ``seqlab serve`` processes over a temp data dir with SEQLAB_* settings; all are
+    stopped at the end of the test."""
+    from tests.app.service_process import ServiceProcess
+
+    services: list[ServiceProcess] = []
+
+    def factory(settings: dict[str, str] | None = None) -> ServiceProcess:
+        service = ServiceProcess(tmp_path / "data", settings).start()
+        services.append(service)
+        return service
+
+    yield factory
+    for service in services:
+        service.stop()
+
+
+@pytest.fixture
 def make_client(make_settings) -> Iterator:
     """Start apps on demand; all are shut down at the end of the test."""
     clients: list[TestClient] = []

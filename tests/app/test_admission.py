@@ -16,7 +16,7 @@ import pytest
 
 from app.admission import Admission
 from app.errors import OverloadedError
-from tests.app.service_process import ServiceProcess, free_port, running_service
+from tests.app.service_process import free_port, running_service
 
 
 def test_past_the_queue_a_request_is_refused_at_once_and_in_order_otherwise():
@@ -140,74 +140,70 @@ def _read_answers(connection: socket.socket, count: int) -> list[tuple[int, dict
 
 
 @pytest.mark.slow
-def test_past_the_small_request_bound_a_429_comes_at_the_door_and_health_still_answers(tmp_path):
-    service = ServiceProcess(tmp_path / "data", {"SEQLAB_MAX_SMALL_REQUESTS": "2"}).start()
+def test_past_the_small_request_bound_a_429_comes_at_the_door_and_health_still_answers(
+    start_service,
+):
+    service = start_service({"SEQLAB_MAX_SMALL_REQUESTS": "2"})
+    connections = [
+        socket.create_connection(("127.0.0.1", service.port), timeout=30) for _ in range(20)
+    ]
+    health = socket.create_connection(("127.0.0.1", service.port), timeout=30)
+    time.sleep(0.3)  # all accepted
+    assert service.process is not None
+    # Stopped, the service finds all twenty requests (and a health check) waiting at once.
+    os.kill(service.process.pid, signal.SIGSTOP)
     try:
-        connections = [
-            socket.create_connection(("127.0.0.1", service.port), timeout=30) for _ in range(20)
-        ]
-        health = socket.create_connection(("127.0.0.1", service.port), timeout=30)
-        time.sleep(0.3)  # all accepted
-        assert service.process is not None
-        # Stopped, the service finds all twenty requests (and a health check) waiting at once.
-        os.kill(service.process.pid, signal.SIGSTOP)
-        try:
-            for connection in connections:
-                connection.sendall(_small_request("我爱学习自然语言处理"))
-            health.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-            time.sleep(0.3)
-        finally:
-            os.kill(service.process.pid, signal.SIGCONT)
-        answers = [_read_answers(connection, 1)[0] for connection in connections]
-        assert _read_answers(health, 1)[0][:1] == (200,)
-        statuses = [status for status, _, _ in answers]
-        assert set(statuses) == {200, 429}, statuses
-        assert statuses.count(200) >= 2
-        assert statuses.count(429) >= 10
-        for status, headers, body in answers:
-            if status == 429:
-                problem = json.loads(body)
-                assert headers["content-type"] == "application/problem+json"
-                assert headers["retry-after"] == "1"
-                assert problem["type"] == "urn:seqlab:problem:overloaded"
-                assert problem["work"] == "small"
-                assert problem["instance"] == "/tokenize"
-                assert "connection" not in headers  # the connection stays open
-        # Refused connections serve their next request as usual.
-        for connection in connections[:3]:
-            connection.sendall(_small_request("我爱机器学习"))
-            assert _read_answers(connection, 1)[0][0] == 200
-        metrics = httpx.get(f"{service.base}/metrics").text
-        assert 'seqlab_requests_shed_total{kind="small",reason="too_many"}' in metrics
-        for connection in [*connections, health]:
-            connection.close()
+        for connection in connections:
+            connection.sendall(_small_request("我爱学习自然语言处理"))
+        health.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.3)
     finally:
-        service.stop()
+        os.kill(service.process.pid, signal.SIGCONT)
+    answers = [_read_answers(connection, 1)[0] for connection in connections]
+    assert _read_answers(health, 1)[0][:1] == (200,)
+    statuses = [status for status, _, _ in answers]
+    assert set(statuses) == {200, 429}, statuses
+    assert statuses.count(200) >= 2
+    assert statuses.count(429) >= 10
+    for status, headers, body in answers:
+        if status == 429:
+            problem = json.loads(body)
+            assert headers["content-type"] == "application/problem+json"
+            assert headers["retry-after"] == "1"
+            assert problem["type"] == "urn:seqlab:problem:overloaded"
+            assert problem["work"] == "small"
+            assert problem["instance"] == "/tokenize"
+            assert "connection" not in headers  # the connection stays open
+    # Refused connections serve their next request as usual.
+    for connection in connections[:3]:
+        connection.sendall(_small_request("我爱机器学习"))
+        assert _read_answers(connection, 1)[0][0] == 200
+    metrics = httpx.get(f"{service.base}/metrics").text
+    assert 'seqlab_requests_shed_total{kind="small",reason="too_many"}' in metrics
+    for connection in [*connections, health]:
+        connection.close()
 
 
 @pytest.mark.slow
-def test_pipelined_requests_are_answered_in_order(tmp_path):
-    service = ServiceProcess(tmp_path / "data", {"SEQLAB_MAX_SMALL_REQUESTS": "1"}).start()
-    try:
-        with socket.create_connection(("127.0.0.1", service.port), timeout=30) as connection:
-            # A small request, a health check and two more small ones in one write, with a
-            # bound of one: the three small ones are answered one after the other, in order.
-            connection.sendall(
-                _small_request("我爱学习")
-                + b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
-                + _small_request("自然语言")
-                + _small_request("处理")
-            )
-            answers = _read_answers(connection, 4)
-        first, health, third, fourth = answers
-        assert first[0] == 200
-        assert json.loads(first[2])["tokens"] == [["我", "爱", "学习"]]
-        assert (health[0], json.loads(health[2])) == (200, {"status": "ok"})
-        # Each waited its turn and was counted then, when the one before had been answered.
-        assert (third[0], json.loads(third[2])["tokens"]) == (200, [["自然语言"]])
-        assert (fourth[0], json.loads(fourth[2])["tokens"]) == (200, [["处理"]])
-    finally:
-        service.stop()
+def test_pipelined_requests_are_answered_in_order(start_service):
+    service = start_service({"SEQLAB_MAX_SMALL_REQUESTS": "1"})
+    with socket.create_connection(("127.0.0.1", service.port), timeout=30) as connection:
+        # A small request, a health check and two more small ones in one write, with a
+        # bound of one: the three small ones are answered one after the other, in order.
+        connection.sendall(
+            _small_request("我爱学习")
+            + b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+            + _small_request("自然语言")
+            + _small_request("处理")
+        )
+        answers = _read_answers(connection, 4)
+    first, health, third, fourth = answers
+    assert first[0] == 200
+    assert json.loads(first[2])["tokens"] == [["我", "爱", "学习"]]
+    assert (health[0], json.loads(health[2])) == (200, {"status": "ok"})
+    # Each waited its turn and was counted then, when the one before had been answered.
+    assert (third[0], json.loads(third[2])["tokens"]) == (200, [["自然语言"]])
+    assert (fourth[0], json.loads(fourth[2])["tokens"]) == (200, [["处理"]])
 
 
 def _in_flight(base: str) -> float:
@@ -218,55 +214,49 @@ def _in_flight(base: str) -> float:
 
 
 @pytest.mark.slow
-def test_a_connection_lost_with_requests_waiting_their_turn_gives_their_places_back(tmp_path):
-    service = ServiceProcess(tmp_path / "data", {"SEQLAB_MAX_SMALL_REQUESTS": "2"}).start()
+def test_a_connection_lost_with_requests_waiting_their_turn_gives_their_places_back(start_service):
+    service = start_service({"SEQLAB_MAX_SMALL_REQUESTS": "2"})
+    assert service.process is not None
+    connection = socket.create_connection(("127.0.0.1", service.port), timeout=30)
+    time.sleep(0.2)
+    os.kill(service.process.pid, signal.SIGSTOP)
     try:
-        assert service.process is not None
-        connection = socket.create_connection(("127.0.0.1", service.port), timeout=30)
+        # Three pipelined small requests, and the client gone before any is answered: the
+        # first runs, the second waits its turn (counted in the gate), the third is refused.
+        connection.sendall(b"".join(_small_request(text) for text in ("我爱", "学习", "处理")))
+        connection.close()
         time.sleep(0.2)
-        os.kill(service.process.pid, signal.SIGSTOP)
-        try:
-            # Three pipelined small requests, and the client gone before any is answered: the
-            # first runs, the second waits its turn (counted in the gate), the third is refused.
-            connection.sendall(b"".join(_small_request(text) for text in ("我爱", "学习", "处理")))
-            connection.close()
-            time.sleep(0.2)
-        finally:
-            os.kill(service.process.pid, signal.SIGCONT)
-        deadline = time.monotonic() + 10
-        while _in_flight(service.base) != 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert _in_flight(service.base) == 0
-        # Both places are free: two requests at once are both answered.
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            answers = list(
-                pool.map(
-                    lambda text: httpx.post(f"{service.base}/tokenize", json={"text": text}),
-                    ["我爱", "学习"],
-                )
-            )
-        assert [answer.status_code for answer in answers] == [200, 200]
     finally:
-        service.stop()
+        os.kill(service.process.pid, signal.SIGCONT)
+    deadline = time.monotonic() + 10
+    while _in_flight(service.base) != 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _in_flight(service.base) == 0
+    # Both places are free: two requests at once are both answered.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        answers = list(
+            pool.map(
+                lambda text: httpx.post(f"{service.base}/tokenize", json={"text": text}),
+                ["我爱", "学习"],
+            )
+        )
+    assert [answer.status_code for answer in answers] == [200, 200]
 
 
 @pytest.mark.slow
-def test_an_upgrade_request_is_never_counted_at_the_door(tmp_path):
-    service = ServiceProcess(tmp_path / "data", {"SEQLAB_MAX_SMALL_REQUESTS": "2"}).start()
-    try:
-        body = json.dumps({"text": "我爱"}).encode()
-        for _ in range(4):
-            with socket.create_connection(("127.0.0.1", service.port), timeout=30) as connection:
-                connection.sendall(
-                    b"POST /tokenize HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
-                    b"Upgrade: websocket\r\nContent-Type: application/json\r\n"
-                    b"Content-Length: %d\r\n\r\n" % len(body) + body
-                )
-                connection.settimeout(2)
-                with contextlib.suppress(OSError):
-                    connection.recv(65536)  # whatever uvicorn makes of it
-        assert _in_flight(service.base) == 0
-        answers = [httpx.post(f"{service.base}/tokenize", json={"text": "我爱"}) for _ in range(3)]
-        assert [answer.status_code for answer in answers] == [200, 200, 200]
-    finally:
-        service.stop()
+def test_an_upgrade_request_is_never_counted_at_the_door(start_service):
+    service = start_service({"SEQLAB_MAX_SMALL_REQUESTS": "2"})
+    body = json.dumps({"text": "我爱"}).encode()
+    for _ in range(4):
+        with socket.create_connection(("127.0.0.1", service.port), timeout=30) as connection:
+            connection.sendall(
+                b"POST /tokenize HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+                b"Upgrade: websocket\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n" % len(body) + body
+            )
+            connection.settimeout(2)
+            with contextlib.suppress(OSError):
+                connection.recv(65536)  # whatever uvicorn makes of it
+    assert _in_flight(service.base) == 0
+    answers = [httpx.post(f"{service.base}/tokenize", json={"text": "我爱"}) for _ in range(3)]
+    assert [answer.status_code for answer in answers] == [200, 200, 200]
