@@ -272,25 +272,34 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def _refuse(self, error: ServiceError) -> None:
         """Answer ``error`` and close the connection (what follows cannot be read as HTTP);
-        after the answer to a request still in flight ahead of it, so answers keep their order."""
+        after the answers to the requests ahead of it, so answers keep their order."""
         self._reading_head = False
         self._stop_head_timer()
         logger.info("refused a connection's request: %s", error.detail)
         if self.transport.is_closing():
             return
-        if self.cycle is not None and not self.cycle.response_complete:
-            self._deferred_refusal = error
-            self.transport.pause_reading()  # nothing more is read from this connection
-            return
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            if not self.pipeline and cycle.more_body and not cycle.response_started:
+                # The bad bytes are this request's own body (a broken chunk): it can never be
+                # whole, so it gets the answer, and its app task a disconnect.
+                cycle.disconnected = True
+                cycle.message_event.set()
+            else:
+                self._deferred_refusal = error
+                self.transport.pause_reading()  # nothing more is read from this connection
+                return
         self.transport.write(_problem_answer(error, None, close=True))
         self.transport.close()
 
     def on_response_complete(self) -> None:
-        if self._deferred_refusal is not None:
+        if self._deferred_refusal is not None and not self.pipeline:
             error, self._deferred_refusal = self._deferred_refusal, None
-            self._refuse(error)
+            self.server_state.total_requests += 1
+            self.transport.write(_problem_answer(error, None, close=True))
+            self.transport.close()
             return
-        super().on_response_complete()
+        super().on_response_complete()  # the next pipelined request, if any, starts
 
 
 def _content_length(headers: list[tuple[bytes, bytes]]) -> int | None:

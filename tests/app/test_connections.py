@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import socket
 import time
 from collections.abc import Iterator
@@ -212,3 +213,37 @@ def test_a_refusal_behind_a_request_in_flight_comes_after_its_answer(service):
     first, _, rest = data.partition(b"HTTP/1.1 400")
     assert first.startswith(b"HTTP/1.1 200"), data[:200]
     assert b"malformed-request" in rest
+
+
+def _all_until_closed(connection: socket.socket) -> bytes:
+    data = b""
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := connection.recv(65536):
+            data += chunk
+    return data
+
+
+def test_a_refusal_behind_pipelined_requests_comes_after_all_their_answers(service):
+    with _connect(service) as connection:
+        connection.sendall(
+            b"GET /ready HTTP/1.1\r\nHost: x\r\n\r\n" * 2 + b"GARBAGE\r\n\r\n"
+        )  # two requests waiting their turn, then bytes that are no request
+        started = time.monotonic()
+        data = _all_until_closed(connection)
+        assert time.monotonic() - started < 5  # answered and closed, not held
+    statuses = [int(status) for status in re.findall(rb"HTTP/1\.1 (\d{3}) ", data)]
+    assert statuses == [200, 200, 400]
+
+
+def test_a_broken_chunk_is_a_400_at_once_and_nothing_else(service):
+    with _connect(service) as connection:
+        connection.sendall(
+            b"POST /tokenize HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\nZZ\r\n{}\r\n0\r\n\r\n"
+        )
+        started = time.monotonic()
+        data = _all_until_closed(connection)
+        assert time.monotonic() - started < 5  # not after the 30 s body timeout
+    statuses = [int(status) for status in re.findall(rb"HTTP/1\.1 (\d{3}) ", data)]
+    assert statuses == [400]
+    assert b"malformed-request" in data
