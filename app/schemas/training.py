@@ -70,7 +70,7 @@ class TrainRequest(StrictModel):
         60.0,
         gt=0,
         description="Seconds between saves of the training state (whichever comes first); "
-        "null: by steps only. Once a minute costs ~0.5 % of a WikiText-2 2×200 run.",
+        "null: by steps only. Once a minute costs ~0.3 % of a WikiText-2 2×200 run.",
     )
     resume: bool = Field(
         True,
