@@ -29,10 +29,9 @@ from collections.abc import Sequence
 import torch
 
 from bench.common import add_data_dir_argument, benchmark_parser, format_table
-from bench.training import BATCH_SIZE, BPTT, CLIP, LEARNING_RATE, read_words
+from bench.training import BATCH_SIZE, BPTT, CLIP, LEARNING_RATE, make_model, read_words
 from models.adaptive import choose_cutoffs
 from models.dataset import StreamBatches
-from models.lm import LanguageModelConfig, RNNLanguageModel
 from models.vocab import Vocab
 
 WARMUP = 5
@@ -63,19 +62,8 @@ def run_variant(name: str, data_dir, steps: int, profile: bool) -> dict:
     vocab = Vocab.build([words], order="frequency", specials=["<unk>"])
     ids = torch.tensor(vocab.encode(words))
     adaptive = bool(settings.get("adaptive"))
-    cutoffs = choose_cutoffs(torch.bincount(ids, minlength=len(vocab))) if adaptive else ()
-    torch.manual_seed(0)
-    model = RNNLanguageModel(
-        LanguageModelConfig(
-            vocab_size=len(vocab),
-            embedding_dim=200,
-            hidden_size=200,
-            num_layers=2,
-            dropout=0.2,
-            output="adaptive" if adaptive else "full",
-            cutoffs=cutoffs,
-        )
-    )
+    cutoffs = choose_cutoffs(torch.bincount(ids, minlength=len(vocab))) if adaptive else None
+    model = make_model(len(vocab), cutoffs)
     optimizer = torch.optim.Adam(
         model.parameters(), lr=LEARNING_RATE, fused=bool(settings.get("fused"))
     )
@@ -116,7 +104,7 @@ def run_variant(name: str, data_dir, steps: int, profile: bool) -> dict:
     return {
         "median_seconds": statistics.median(times[WARMUP:]),
         "loss": loss_at_end,
-        "cutoffs": list(cutoffs),
+        "cutoffs": list(cutoffs or ()),
         "table": table,
     }
 

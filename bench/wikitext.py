@@ -56,13 +56,13 @@ from bench.training import (
     CLIP,
     LEARNING_RATE,
     SEED,
+    make_model,
     read_words,
     train_reference,
 )
-from bench.training import make_model as make_reference_model
 from models.adaptive import choose_cutoffs
 from models.evaluation import bigram_perplexity, evaluate, unigram_log_probs, unigram_perplexity
-from models.lm import LanguageModelConfig, RNNLanguageModel
+from models.lm import RNNLanguageModel
 from models.training import TrainingConfig, fit
 from models.vocab import Vocab
 
@@ -92,7 +92,7 @@ def run_reference(train_words: list[str], valid_words: list[str], seconds: float
     vocab = Vocab.build([train_words], specials=["<unk>"])
     train_ids = torch.tensor(vocab.encode(train_words))
     valid_ids = torch.tensor(vocab.encode(valid_words))
-    model = make_reference_model(len(vocab))
+    model = make_model(len(vocab))
     before = sample_cpu()
     run = train_reference(model, train_ids, steps=sys.maxsize, seconds=seconds)
     after = sample_cpu()
@@ -120,19 +120,7 @@ def run_seqlab(
     valid_ids = torch.tensor(vocab.encode(valid_words))
     counts = torch.bincount(train_ids, minlength=len(vocab))
     cutoffs = choose_cutoffs(counts)
-    torch.manual_seed(SEED)
-    model = RNNLanguageModel(
-        LanguageModelConfig(
-            vocab_size=len(vocab),
-            embedding_dim=200,
-            hidden_size=200,
-            num_layers=2,
-            cell="lstm",
-            dropout=0.2,
-            output="adaptive",
-            cutoffs=cutoffs,
-        )
-    )
+    model = make_model(len(vocab), cutoffs)
     model.start_from_counts(unigram_log_probs(train_ids, len(vocab)).float())
     snapshot: dict[str, torch.Tensor] = {}
 

@@ -39,7 +39,7 @@ from app.jobs.protocol import (
     TerminalEvent,
     WorkerEvent,
 )
-from app.jobs.publishing import publish_run, run_metrics
+from app.jobs.publishing import publish_run, published_run_metrics, run_metrics
 from app.jobs.store import JobRecord, JobStore
 from app.jobs.worker import run_job
 from app.ownership import Owner, lease_of, writer_gone
@@ -47,8 +47,6 @@ from app.registry import ModelRegistry
 from models.training import EpochRecord, Progress, planned_steps
 
 logger = logging.getLogger("seqlab.jobs")
-# What a published version's metrics hold of its run (app.jobs.publishing.run_metrics).
-_RUN_METRIC_KEYS = ("train_loss", "val_loss", "val_perplexity", "tokens_per_second", "stop_reason")
 CANCEL_GRACE_SECONDS = 0.5  # then the worker is killed: a cancel takes effect within a second
 # A stopping service gives each worker this long to save its state (it stops after its current
 # step); a container runtime waits 10 s between SIGTERM and SIGKILL.
@@ -150,9 +148,7 @@ class JobManager:
             return False
         row = published[-1]
         record.version = row.version
-        record.metrics.update(
-            {key: value for key, value in row.metrics.items() if key in _RUN_METRIC_KEYS}
-        )
+        record.metrics.update(published_run_metrics(row.metrics))
         self._finish(record, "succeeded")
         files.discard(self.job_dir(record.id))
         return True

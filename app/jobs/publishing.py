@@ -23,6 +23,12 @@ def run_metrics(result: TrainingResult, data: DataSummary) -> dict[str, Any]:
     }
 
 
+def published_run_metrics(version_metrics: dict[str, Any]) -> dict[str, Any]:
+    """A published version's metrics as its job's record holds them (:func:`run_metrics`;
+    :func:`publish_run` adds only the ``job_id``)."""
+    return {key: value for key, value in version_metrics.items() if key != "job_id"}
+
+
 def publish_run(
     registry: ModelRegistry,
     spec: JobSpec,
