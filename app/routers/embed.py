@@ -1,8 +1,13 @@
-from fastapi import APIRouter, Response
+from typing import Annotated
 
-from app.deps import READ_ONLY, InferenceState
+from fastapi import APIRouter, Query, Response
+
+from app.deps import READ_ONLY, InferenceState, ReadState
+from app.errors import NotFoundError, OverloadedError
+from app.problems import responses_for
 from app.routers import INFERENCE_ERRORS, QueryVersion, infer, json_answer
-from app.schemas.embed import EmbedRequest, EmbedResponse
+from app.routers.registry import NameParam, VersionQuery
+from app.schemas.embed import EmbedRequest, EmbedResponse, NeighboursResponse
 from app.services import embed as service
 
 router = APIRouter(tags=["embeddings"])
@@ -16,4 +21,21 @@ async def embed(
 ) -> Response:
     """Word vectors: rows of the model's embedding matrix for each token, with OOV flags."""
     result = await infer(state, service.embed, request, version)
+    return json_answer(result, result.model, result.version)
+
+
+@router.get(
+    "/models/{name}/neighbours",
+    response_model=NeighboursResponse,
+    responses=responses_for(NotFoundError, OverloadedError),
+)
+async def neighbours(
+    name: NameParam,
+    state: ReadState,
+    token: Annotated[str, Query(min_length=1, max_length=256, description="A vocabulary token.")],
+    k: Annotated[int, Query(ge=1, le=100, description="How many neighbours.")] = 10,
+    version: VersionQuery = None,
+) -> Response:
+    """The nearest words to `token` by cosine similarity of their embedding rows."""
+    result = await state.run(service.neighbours, name, version, token, k, state.registry)
     return json_answer(result, result.model, result.version)

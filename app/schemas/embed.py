@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, Field, model_validator
 
 from app.schemas.common import ModelName, ModelRef, StrictModel, Text, TokenId, Version
 
@@ -49,3 +49,19 @@ class EmbedResponse(ModelRef):
         description="True where a token is not in the vocabulary (→ <unk>)."
     )
     vectors: list[list[list[float]]] = Field(description="(texts, tokens, dim)")
+
+
+class Neighbour(BaseModel):
+    token: str
+    id: int
+    similarity: float = Field(
+        description="Cosine similarity of the two embedding rows, in [-1, 1]."
+    )
+
+
+class NeighboursResponse(ModelRef):
+    token: str
+    id: int
+    neighbours: list[Neighbour] = Field(
+        description="The `k` nearest other tokens, most similar first (ties: lower id first)."
+    )

@@ -7,7 +7,7 @@ import torch
 from app.errors import InvalidInputError, located
 from app.limits import check_limit, check_texts
 from app.registry import ModelRegistry
-from app.schemas.embed import EmbedRequest, EmbedResponse
+from app.schemas.embed import EmbedRequest, EmbedResponse, Neighbour, NeighboursResponse
 from app.services.text import encode_texts
 from app.settings import Limits
 
@@ -52,4 +52,34 @@ def embed(request: EmbedRequest, registry: ModelRegistry, limits: Limits) -> Emb
         ids=ids,
         oov=oov,
         vectors=nested,
+    )
+
+
+def neighbours(
+    name: str, version: int | None, token: str, k: int, registry: ModelRegistry
+) -> NeighboursResponse:
+    """The ``k`` tokens whose embedding rows are nearest to ``token``'s by cosine similarity."""
+    loaded = registry.get(name, version)
+    vocab = loaded.vocab
+    if token not in vocab:
+        raise InvalidInputError(
+            f"{token!r} is not in the vocabulary of {loaded.name}@{loaded.version}",
+            field="query.token",
+        )
+    token_id = vocab.index(token)
+    weight = loaded.model.embedding.weight.detach().float()  # (vocab, dim)
+    unit = weight / weight.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    similarity = (unit @ unit[token_id]).cpu()  # (vocab,)
+    similarity[token_id] = -float("inf")  # a token is not its own neighbour
+    # A stable sort, so that equal similarities keep the lower id first on every device.
+    order = torch.sort(similarity, descending=True, stable=True).indices[: min(k, len(vocab) - 1)]
+    return NeighboursResponse(
+        model=loaded.name,
+        version=loaded.version,
+        token=token,
+        id=token_id,
+        neighbours=[
+            Neighbour(token=vocab.token(i), id=i, similarity=float(similarity[i]))
+            for i in order.tolist()
+        ],
     )

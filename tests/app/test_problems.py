@@ -660,6 +660,32 @@ CASES = [
     not_json("models-create-text-plain-415", "/models"),
     case("models-versions-bad-name", "GET", "/models/Bad/versions", 422, field="path.name"),
     case("models-vocab-unknown", "GET", "/models/nope/vocab", 404, mentions=("nope",)),
+    case("neighbours-unknown-model", "GET", "/models/nope/neighbours?token=我", 404),
+    case("neighbours-no-token", "GET", "/models/lesson/neighbours", 422, field="query.token"),
+    case(
+        "neighbours-empty-token",
+        "GET",
+        "/models/lesson/neighbours?token=",
+        422,
+        field="query.token",
+    ),
+    case(
+        "neighbours-oov-token",
+        "GET",
+        "/models/lesson/neighbours?token=量子计算",
+        422,
+        field="query.token",
+        mentions=("not in the vocabulary",),
+    ),
+    case("neighbours-k-0", "GET", "/models/lesson/neighbours?token=我&k=0", 422, field="query.k"),
+    case(
+        "neighbours-k-too-many",
+        "GET",
+        "/models/lesson/neighbours?token=我&k=101",
+        422,
+        field="query.k",
+    ),
+    case("neighbours-bad-name", "GET", "/models/A/neighbours?token=我", 422, field="path.name"),
     # -- /dataset/preview ----------------------------------------------------------------------
     post(
         "dataset-seq-len-0",
