@@ -61,6 +61,11 @@ class RNNForwardRequest(StrictModel):
     c0: Tensor3 | None = Field(None, description="LSTM cell state, like h0.")
     batch_first: bool = Field(False, description="input and output are [batch, seq_len, …].")
     return_weights: bool = Field(False, description="Also return the layer's parameters.")
+    return_states: bool = Field(
+        False,
+        description="Also return `states`: every layer's hidden state after every step "
+        "(`output` has only the last layer's).",
+    )
 
     @model_validator(mode="after")
     def _one_form(self) -> RNNForwardRequest:
@@ -86,6 +91,13 @@ class RNNForwardResponse(BaseModel):
         description="Every layer's state after the last step: [num_layers, batch, hidden]."
     )
     cn: TensorOut | None = Field(None, description="LSTM cell state after the last step.")
+    states: TensorOut | None = Field(
+        None,
+        description="With `return_states`: every layer's hidden state after every step, "
+        "[num_layers, seq_len, batch, hidden] ([num_layers, batch, seq_len, hidden] with "
+        "`batch_first`). `states[-1]` is `output`; each text's state at its last step is `hn`; "
+        "steps past a text's end (padding) are zeros, as in `output`.",
+    )
     batch_first: bool
     weights: dict[str, TensorOut] | None = Field(None, description="Under torch's names.")
     seed: int | None = Field(None, description="The seed the fresh layer was made with.")

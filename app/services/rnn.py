@@ -135,7 +135,12 @@ def _forward_tensor(
     output, state = layer(layer_input.to(device), hidden)
     if layer.batch_first != request.batch_first:
         output = output.transpose(0, 1)
-    response = _response(request, layer, output, state, limits=limits, seed=seed, loaded=loaded)
+    states = None
+    if request.return_states:
+        states = _every_layer_state(layer, seq_first.to(device), hidden, None, limits)
+    response = _response(
+        request, layer, output, state, limits=limits, seed=seed, loaded=loaded, states=states
+    )
     response.initial_state = "zeros" if hidden is None else "given"
     return response
 
@@ -169,12 +174,63 @@ def _forward_texts(
     )
     output = result.output if request.batch_first else result.output.transpose(0, 1)
     state = result.hn if result.cn is None else (result.hn, result.cn)
-    response = _response(request, layer, output, state, limits=limits, loaded=loaded)
+    states = None
+    if request.return_states:
+        embedded = loaded.model.embed(ids.to(loaded.device)).transpose(0, 1)  # (seq, batch, emb)
+        states = _every_layer_state(layer, embedded, hidden, lengths, limits)
+    response = _response(request, layer, output, state, limits=limits, loaded=loaded, states=states)
     response.lengths = lengths
     response.initial_state = initial
     response.tokens = encoded.tokens
     response.ids = encoded.ids
     return response
+
+
+def _every_layer_state(
+    layer: nn.RNNBase,
+    inputs: torch.Tensor,
+    hidden: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None,
+    lengths: list[int] | None,
+    limits: Limits,
+) -> torch.Tensor:
+    """Every layer's hidden state after every step: ``(num_layers, seq, batch, hidden)``.
+
+    torch returns only the last layer's states (``output``) and every layer's final one
+    (``hn``); the layers in between are seen by running the same layer one step at a time,
+    carrying its state. A text whose ``lengths`` entry has ended keeps its state (as packing
+    does) and shows zeros past its end, as ``output`` does. ``inputs``: ``(seq, batch, input)``.
+    """
+    seq_len, batch = inputs.shape[:2]
+    check_limit(
+        limits, "max_tensor_elements", layer.num_layers * seq_len * batch * layer.hidden_size
+    )
+    states = inputs.new_zeros(layer.num_layers, seq_len, batch, layer.hidden_size)
+    alive = torch.ones(seq_len, batch, dtype=torch.bool, device=inputs.device)
+    if lengths is not None:
+        alive = torch.arange(seq_len, device=inputs.device).unsqueeze(1) < torch.tensor(
+            lengths, device=inputs.device
+        ).unsqueeze(0)  # (seq, batch)
+    carried = hidden
+    for step in range(seq_len):
+        step_input = inputs[step : step + 1]  # (1, batch, input)
+        if layer.batch_first:
+            step_input = step_input.transpose(0, 1)
+        _, new = layer(step_input, carried)
+        keep = alive[step].view(1, batch, 1)
+        if carried is None:
+            carried = (
+                tuple(torch.zeros_like(t) for t in new)
+                if isinstance(new, tuple)
+                else torch.zeros_like(new)
+            )
+        if isinstance(new, tuple):
+            carried = tuple(torch.where(keep, n, c) for n, c in zip(new, carried, strict=True))
+            top = carried[0]
+        else:
+            carried = torch.where(keep, new, carried)
+            top = carried
+        states[:, step] = torch.where(keep, top, torch.zeros_like(top))
+    return states
 
 
 def _response(
@@ -186,8 +242,11 @@ def _response(
     limits: Limits,
     seed: int | None = None,
     loaded: LoadedModel | None = None,
+    states: torch.Tensor | None = None,
 ) -> RNNForwardResponse:
     hn, cn = state if isinstance(state, tuple) else (state, None)
+    if states is not None and request.batch_first:
+        states = states.transpose(1, 2)  # (layers, batch, seq, hidden)
     weights = None
     if request.return_weights:
         check_limit(limits, "max_tensor_elements", sum(p.numel() for p in layer.parameters()))
@@ -196,6 +255,7 @@ def _response(
         output=tensor_to_json(output),
         hn=tensor_to_json(hn),
         cn=tensor_to_json(cn) if cn is not None else None,
+        states=tensor_to_json(states) if states is not None else None,
         batch_first=request.batch_first,
         weights=weights,
         seed=seed,

@@ -63,3 +63,88 @@ def test_an_lstm_also_returns_cn(client):
         },
     ).json()
     assert fresh["cn"]["shape"] == [1, 1, 3]
+
+
+def layer_by_layer(weights: dict, x: torch.Tensor, num_layers: int, cell: str) -> torch.Tensor:
+    """Every layer's states, computed here: layer l is a one-layer RNN over layer l-1's output."""
+    kind = {"rnn": torch.nn.RNN, "lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell]
+    states = []
+    for layer in range(num_layers):
+        single = kind(x.size(-1), weights[f"weight_hh_l{layer}"].size(1), num_layers=1)
+        single.load_state_dict(
+            {
+                k.replace(f"_l{layer}", "_l0"): v
+                for k, v in weights.items()
+                if k.endswith(f"_l{layer}")
+            }
+        )
+        x, _ = single(x)
+        states.append(x)
+    return torch.stack(states)  # (layers, seq, batch, hidden)
+
+
+def test_states_show_every_layer_at_every_step(shared_client):
+    x = [
+        [[0.1, 0.2, 0.3, 0.4], [0.5, 0.6, 0.7, 0.8]],
+        [[0.9, 1.0, 1.1, 1.2], [1.3, 1.4, 1.5, 1.6]],
+        [[1.7, 1.8, 1.9, 2.0], [2.1, 2.2, 2.3, 2.4]],
+    ]
+    for cell in ("rnn", "lstm", "gru"):
+        body = shared_client.post(
+            "/rnn/forward",
+            json={
+                "rnn": {
+                    "input_size": 4,
+                    "hidden_size": 5,
+                    "num_layers": 2,
+                    "seed": 0,
+                    "cell": cell,
+                },
+                "input": x,
+                "return_weights": True,
+                "return_states": True,
+            },
+        ).json()
+        states = torch.tensor(body["states"]["values"])
+        assert body["states"]["shape"] == [2, 3, 2, 5]
+        weights = {k: torch.tensor(v["values"]) for k, v in body["weights"].items()}
+        expected = layer_by_layer(weights, torch.tensor(x), 2, cell)
+        torch.testing.assert_close(states, expected, atol=1e-6, rtol=0)
+        # The lesson's facts: the top layer is `output`; the last step is `hn`.
+        torch.testing.assert_close(
+            states[-1], torch.tensor(body["output"]["values"]), atol=1e-6, rtol=0
+        )
+        torch.testing.assert_close(
+            states[:, -1], torch.tensor(body["hn"]["values"]), atol=1e-6, rtol=0
+        )
+
+
+def test_states_of_padded_texts_stop_at_each_end(shared_client):
+    for batch_first in (False, True):
+        body = shared_client.post(
+            "/rnn/forward",
+            json={
+                "model": "lesson-rnn",
+                "texts": ["我爱学习自然语言处理", "我爱"],
+                "batch_first": batch_first,
+                "return_states": True,
+            },
+        ).json()
+        states = torch.tensor(body["states"]["values"])
+        output = torch.tensor(body["output"]["values"])
+        hn = torch.tensor(body["hn"]["values"])
+        if batch_first:
+            assert body["states"]["shape"] == [2, 2, 5, 5]
+            states = states.transpose(1, 2)
+            output = output.transpose(0, 1)
+        else:
+            assert body["states"]["shape"] == [2, 5, 2, 5]
+        torch.testing.assert_close(states[-1], output, atol=1e-6, rtol=0)
+        for text, length in enumerate(body["lengths"]):
+            torch.testing.assert_close(states[:, length - 1, text], hn[:, text], atol=1e-6, rtol=0)
+            assert torch.all(states[:, length:, text] == 0)
+
+
+def test_states_are_left_out_unless_asked(shared_client):
+    body = shared_client.post("/rnn/forward", json={"model": "lesson-rnn", "text": "我爱"}).json()
+    assert "states" not in body
