@@ -28,6 +28,7 @@ from app.routers import (
     training,
 )
 from app.routers.docs import install_docs
+from app.routers.playground import install_playground
 from app.settings import Settings
 from app.state import ServiceState
 from models.errors import DeviceError
@@ -116,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         app.include_router(router_module.router)
     install_docs(app)
+    install_playground(app)
     publish_security(app, settings)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     # Outermost: an oversized body is refused before anything reads it.

@@ -1,0 +1,49 @@
+// The playground: wires the header (model, version, API key) to the seven sections.
+import { apiKey, call, setApiKey } from "./api.js";
+import * as embeddings from "./embeddings.js";
+import * as models from "./models.js";
+import * as nextWord from "./nextword.js";
+import { plotly } from "./plots.js";
+import * as rnn from "./rnn.js";
+import * as segment from "./segment.js";
+import { onModelsChanged, refreshModels } from "./session.js";
+import * as train from "./train.js";
+import * as windows from "./windows.js";
+
+const $ = (id) => document.getElementById(id);
+
+async function showStatus() {
+  try {
+    const info = await call("GET", "/info");
+    const ready = await fetch("/ready").then((r) => r.json());
+    $("service-status").textContent =
+      `seqlab ${info.version} · torch ${info.torch} · ${info.device}` +
+      (ready.ready ? "" : " · loading…") +
+      (info.auth?.api_key_required_for_writes ? " · writes need the key" : "");
+  } catch {
+    $("service-status").textContent = "service unreachable";
+  }
+}
+
+function setUpSession() {
+  const key = $("api-key");
+  key.value = apiKey();
+  key.addEventListener("change", () => setApiKey(key.value.trim()));
+  $("session").addEventListener("submit", (event) => event.preventDefault());
+  const modelChanged = () => embeddings.showVocabulary(0).catch(() => {});
+  $("model").addEventListener("change", modelChanged);
+  $("version").addEventListener("change", modelChanged);
+}
+
+async function start() {
+  setUpSession();
+  for (const section of [segment, embeddings, rnn, windows, nextWord, train]) section.setUp();
+  $("models-refresh").addEventListener("click", refreshModels);
+  onModelsChanged(models.render);
+  onModelsChanged(train.modelsChanged);
+  document.body.dataset.ready = "true"; // the page answers clicks from here on
+  await Promise.allSettled([showStatus(), refreshModels(), embeddings.showVocabulary(0), train.listJobs()]);
+  plotly(); // load the plotting library now, so the first picture does not wait for it
+}
+
+start();

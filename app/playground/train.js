@@ -1,0 +1,168 @@
+// 6 · Train: upload a corpus, start a job, watch its loss and validation perplexity live from the
+// job's event stream (with the unigram baseline), cancel it, list jobs.
+import { call, send, showProblem } from "./api.js";
+import { extend, lines } from "./plots.js";
+import { element, onSubmit, pin, refreshModels } from "./session.js";
+
+const $ = (id) => document.getElementById(id);
+const number = (id) => Number($(id).value);
+let watching = null; // {jobId, source}
+let known = new Set(); // model names in the registry
+
+export function setUp() {
+  onSubmit($("train-form"), train);
+  $("train-cancel").addEventListener("click", cancel);
+  $("jobs-refresh").addEventListener("click", listJobs);
+  $("train-sample").addEventListener("change", loadSample);
+}
+
+export function modelsChanged(models) {
+  known = new Set(models.map((m) => m.name));
+}
+
+async function loadSample() {
+  const name = $("train-sample").value;
+  if (!name) return;
+  // The service's own sample texts (app/samples), the ones its demo models were made from.
+  const response = await fetch(`/playground/samples/${name}`);
+  $("train-text").value = await response.text();
+}
+
+async function corpusText() {
+  const file = $("train-file").files[0];
+  return file ? await file.text() : $("train-text").value;
+}
+
+export async function train() {
+  const panel = $("train-form").parentElement;
+  const name = $("train-model").value.trim();
+  const text = await corpusText();
+  let corpus;
+  try {
+    const response = await send("POST", "/corpora", { body: text, contentType: "text/plain; charset=utf-8", panel });
+    corpus = await response.json();
+  } catch (error) {
+    showProblem(panel, error);
+    throw error;
+  }
+  const body = {
+    model: name,
+    corpus_id: corpus.corpus_id,
+    seq_len: number("train-seq-len"),
+    batch_size: number("train-batch-size"),
+    epochs: number("train-epochs"),
+    lr: number("train-lr"),
+    max_seconds: number("train-max-seconds"),
+    // Small corpora have few steps an epoch: report every one, so the curve grows visibly.
+    log_every: corpus.chars < 20000 ? 1 : 20,
+  };
+  if (!known.has(name)) {
+    body.create = {
+      cell: $("train-cell").value,
+      embedding_dim: number("train-embedding-dim"),
+      hidden_size: number("train-hidden-size"),
+      num_layers: number("train-num-layers"),
+    };
+  }
+  const job = await call("POST", "/train", body, panel);
+  $("train-status").textContent = `${job.job_id}: ${job.status}${body.create ? "" : ` (training ${name} further)`}`;
+  await watch(job.job_id);
+  listJobs();
+}
+
+async function cancel() {
+  if (!watching) return;
+  await call("DELETE", `/train/${watching.jobId}`, undefined, $("train-form").parentElement);
+}
+
+function epochsOf(progress) {
+  const perEpoch = progress.total_steps / Math.max(1, progress.epochs);
+  return perEpoch > 0 ? progress.step / perEpoch : 0;
+}
+
+/** Draw a job's history so far, then follow its events until `done`. */
+export async function watch(jobId) {
+  if (watching) watching.source.close();
+  const lossPlot = $("train-loss-plot");
+  const perplexityPlot = $("train-perplexity-plot");
+  let stepsPerEpoch = 1;
+  const source = new EventSource(`/train/${jobId}/events`);
+  watching = { jobId, source };
+  $("train-cancel").disabled = false;
+  const status = (job) => {
+    const p = job.progress || {};
+    const fraction = p.fraction !== undefined ? ` · ${(100 * p.fraction).toFixed(0)} %` : "";
+    const loss = p.loss !== undefined && p.loss !== null ? ` · loss ${p.loss.toFixed(3)}` : "";
+    $("train-status").textContent = `${jobId} · ${job.status} · epoch ${p.epoch ?? 0}/${p.epochs ?? "?"} · step ${p.step ?? 0}/${p.total_steps ?? "?"}${fraction}${loss}`;
+  };
+  const draw = async (job) => {
+    const history = job.metrics.history || { steps: [], epochs: [] };
+    const p = job.progress || {};
+    stepsPerEpoch = p.total_steps && p.epochs ? p.total_steps / p.epochs : 1;
+    await lines(
+      lossPlot,
+      [
+        { name: "train loss", x: history.steps.map((s) => s.step / stepsPerEpoch), y: history.steps.map((s) => s.loss), mode: "lines" },
+        { name: "validation loss", x: history.epochs.map((e) => e.epoch), y: history.epochs.map((e) => e.val_loss) },
+      ],
+      { title: `${job.model}: loss (nats per token)`, xTitle: "epoch", yTitle: "cross-entropy" },
+    );
+    const unigram = job.metrics.unigram_perplexity ?? job.data?.unigram_perplexity;
+    const epochs = p.epochs || history.epochs.length || 1;
+    const series = [
+      { name: "validation perplexity", x: history.epochs.map((e) => e.epoch), y: history.epochs.map((e) => e.val_perplexity) },
+    ];
+    if (unigram) series.push({ name: "unigram baseline", x: [0, epochs], y: [unigram, unigram], dash: "dash", mode: "lines" });
+    await lines(perplexityPlot, series, { title: "validation perplexity", xTitle: "epoch", yTitle: "perplexity" });
+  };
+  source.addEventListener("state", async (event) => {
+    const job = JSON.parse(event.data);
+    status(job);
+    await draw(job);
+  });
+  source.addEventListener("progress", async (event) => {
+    const progress = JSON.parse(event.data);
+    status({ status: progress.status, progress });
+    if (progress.loss !== null && progress.loss !== undefined) await extend(lossPlot, [[0, epochsOf(progress), progress.loss]]);
+  });
+  source.addEventListener("epoch", async (event) => {
+    const epoch = JSON.parse(event.data);
+    if (epoch.val_loss !== null) await extend(lossPlot, [[1, epoch.epoch, epoch.val_loss]]);
+    if (epoch.val_perplexity !== null) await extend(perplexityPlot, [[0, epoch.epoch, epoch.val_perplexity]]);
+  });
+  source.addEventListener("done", async (event) => {
+    source.close();
+    const job = JSON.parse(event.data);
+    status(job);
+    $("train-cancel").disabled = true;
+    await draw(job); // the whole history, with any points the live stream skipped
+    if (job.error) $("train-status").textContent += ` · ${job.error}`;
+    listJobs();
+    await refreshModels();
+    if (job.status === "succeeded" && job.version) pin(job.model, job.version);
+  });
+  source.onerror = () => {
+    if (source.readyState === EventSource.CLOSED) $("train-status").textContent += " · event stream closed";
+  };
+}
+
+export async function listJobs() {
+  const panel = $("jobs").parentElement;
+  const { jobs } = await call("GET", "/train", undefined, null);
+  const body = $("jobs").querySelector("tbody");
+  body.replaceChildren(
+    ...jobs.slice(0, 20).map((job) =>
+      element(
+        "tr",
+        {},
+        element("td", {}, element("code", {}, job.job_id)),
+        element("td", {}, job.version ? `${job.model}@${job.version}` : job.model),
+        element("td", { class: `job-${job.status}` }, job.status),
+        element("td", {}, `${((job.progress?.fraction ?? 0) * 100).toFixed(0)} %`),
+        element("td", {}, job.metrics?.val_perplexity ? job.metrics.val_perplexity.toFixed(1) : "—"),
+        element("td", {}, element("button", { type: "button", onclick: () => watch(job.job_id) }, "curves")),
+      ),
+    ),
+  );
+  return panel;
+}
