@@ -76,8 +76,8 @@ export function clearProblem(panel) {
   if (line) line.hidden = true;
 }
 
-function headers(contentType) {
-  const result = {};
+function headers(contentType, extra = {}) {
+  const result = { ...extra };
   if (contentType) result["content-type"] = contentType;
   const key = apiKey();
   if (key) result.authorization = `Bearer ${key}`;
@@ -85,14 +85,19 @@ function headers(contentType) {
 }
 
 /** Send a request; return the fetch Response, or throw a Problem for a 4xx/5xx answer. */
-export async function send(method, path, { body, contentType = "application/json", panel } = {}) {
+export async function send(
+  method,
+  path,
+  { body, contentType = "application/json", panel, headers: extra, signal } = {},
+) {
   if (panel) {
     showRequest(panel, method, path, body, contentType);
     clearProblem(panel);
   }
   const response = await fetch(path, {
     method,
-    headers: headers(body === undefined ? null : contentType),
+    headers: headers(body === undefined ? null : contentType, extra),
+    signal,
     body: body === undefined ? undefined : typeof body === "string" || body instanceof Blob ? body : JSON.stringify(body),
   });
   if (!response.ok) {
@@ -118,7 +123,8 @@ export async function call(method, path, body, panel) {
   }
 }
 
-/** Read a server-sent-event answer (a POST, which EventSource cannot send) event by event. */
+/** Read a server-sent-event answer event by event: `{event, data, id}`. fetch rather than
+ * EventSource, which can neither POST nor send the API key. */
 export async function* events(response) {
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
@@ -131,12 +137,14 @@ export async function* events(response) {
       const block = buffer.slice(0, end);
       buffer = buffer.slice(end + 2);
       let event = "message";
+      let id = null;
       const data = [];
       for (const line of block.split("\n")) {
         if (line.startsWith("event:")) event = line.slice(6).trim();
+        else if (line.startsWith("id:")) id = line.slice(3).trim();
         else if (line.startsWith("data:")) data.push(line.slice(5).trimStart());
       }
-      if (data.length) yield { event, data: JSON.parse(data.join("\n")) };
+      if (data.length) yield { event, id, data: JSON.parse(data.join("\n")) };
     }
   }
 }

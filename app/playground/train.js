@@ -1,12 +1,12 @@
 // 6 · Train: upload a corpus, start a job, watch its loss and validation perplexity live from the
 // job's event stream (with the unigram baseline), cancel it, list jobs.
-import { call, send, showProblem } from "./api.js";
+import { call, events, Problem, send, showProblem } from "./api.js";
 import { extend, lines } from "./plots.js";
 import { element, onSubmit, pin, refreshModels } from "./session.js";
 
 const $ = (id) => document.getElementById(id);
 const number = (id) => Number($(id).value);
-let watching = null; // {jobId, source}
+let watching = null; // {jobId, controller}
 let known = new Set(); // model names in the registry
 
 export function setUp() {
@@ -14,6 +14,8 @@ export function setUp() {
   $("train-cancel").addEventListener("click", cancel);
   $("jobs-refresh").addEventListener("click", listJobs);
   $("train-sample").addEventListener("change", loadSample);
+  $("train-text").addEventListener("input", () => ($("train-sample").value = ""));
+  loadSample();
 }
 
 export function modelsChanged(models) {
@@ -66,7 +68,7 @@ export async function train() {
   }
   const job = await call("POST", "/train", body, panel);
   $("train-status").textContent = `${job.job_id}: ${job.status}${body.create ? "" : ` (training ${name} further)`}`;
-  await watch(job.job_id);
+  watch(job.job_id); // followed in the background: the form is free again at once
   listJobs();
 }
 
@@ -80,70 +82,116 @@ function epochsOf(progress) {
   return perEpoch > 0 ? progress.step / perEpoch : 0;
 }
 
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Follow a job's event stream to its `done`, reconnecting with `Last-Event-ID` (the service
+ * then sends only what was missed) if the connection drops. */
+async function follow(jobId, handlers, signal) {
+  let lastId = null;
+  for (let attempt = 0; attempt < 30 && !signal.aborted; attempt++) {
+    let response;
+    try {
+      const headers = lastId ? { "last-event-id": lastId } : {};
+      response = await send("GET", `/train/${jobId}/events`, { headers, signal });
+    } catch (error) {
+      if (signal.aborted || error instanceof Problem) throw error;
+      await sleep(1000);
+      continue;
+    }
+    if (response.status === 204) return; // it had already sent `done`
+    try {
+      for await (const { event, id, data } of events(response)) {
+        if (id) lastId = id;
+        await handlers[event]?.(data);
+        if (event === "done") return;
+      }
+    } catch (error) {
+      if (signal.aborted) return;
+    }
+  }
+}
+
 /** Draw a job's history so far, then follow its events until `done`. */
 export async function watch(jobId) {
-  if (watching) watching.source.close();
+  if (watching) watching.controller.abort();
+  const controller = new AbortController();
+  watching = { jobId, controller };
   const lossPlot = $("train-loss-plot");
   const perplexityPlot = $("train-perplexity-plot");
-  let stepsPerEpoch = 1;
-  const source = new EventSource(`/train/${jobId}/events`);
-  watching = { jobId, source };
   $("train-cancel").disabled = false;
   const status = (job) => {
     const p = job.progress || {};
     const fraction = p.fraction !== undefined ? ` · ${(100 * p.fraction).toFixed(0)} %` : "";
     const loss = p.loss !== undefined && p.loss !== null ? ` · loss ${p.loss.toFixed(3)}` : "";
-    $("train-status").textContent = `${jobId} · ${job.status} · epoch ${p.epoch ?? 0}/${p.epochs ?? "?"} · step ${p.step ?? 0}/${p.total_steps ?? "?"}${fraction}${loss}`;
+    $("train-status").textContent =
+      `${jobId} · ${job.status} · epoch ${p.epoch ?? 0}/${p.epochs ?? "?"} · ` +
+      `step ${p.step ?? 0}/${p.total_steps ?? "?"}${fraction}${loss}`;
   };
   const draw = async (job) => {
     const history = job.metrics.history || { steps: [], epochs: [] };
     const p = job.progress || {};
-    stepsPerEpoch = p.total_steps && p.epochs ? p.total_steps / p.epochs : 1;
+    const stepsPerEpoch = p.total_steps && p.epochs ? p.total_steps / p.epochs : 1;
     await lines(
       lossPlot,
       [
-        { name: "train loss", x: history.steps.map((s) => s.step / stepsPerEpoch), y: history.steps.map((s) => s.loss), mode: "lines" },
-        { name: "validation loss", x: history.epochs.map((e) => e.epoch), y: history.epochs.map((e) => e.val_loss) },
+        {
+          name: "train loss",
+          x: history.steps.map((s) => s.step / stepsPerEpoch),
+          y: history.steps.map((s) => s.loss),
+          mode: "lines",
+        },
+        {
+          name: "validation loss",
+          x: history.epochs.map((e) => e.epoch),
+          y: history.epochs.map((e) => e.val_loss),
+        },
       ],
       { title: `${job.model}: loss (nats per token)`, xTitle: "epoch", yTitle: "cross-entropy" },
     );
     const unigram = job.metrics.unigram_perplexity ?? job.data?.unigram_perplexity;
     const epochs = p.epochs || history.epochs.length || 1;
     const series = [
-      { name: "validation perplexity", x: history.epochs.map((e) => e.epoch), y: history.epochs.map((e) => e.val_perplexity) },
+      {
+        name: "validation perplexity",
+        x: history.epochs.map((e) => e.epoch),
+        y: history.epochs.map((e) => e.val_perplexity),
+      },
     ];
-    if (unigram) series.push({ name: "unigram baseline", x: [0, epochs], y: [unigram, unigram], dash: "dash", mode: "lines" });
+    if (unigram) {
+      series.push({ name: "unigram baseline", x: [0, epochs], y: [unigram, unigram], dash: "dash", mode: "lines" });
+    }
     await lines(perplexityPlot, series, { title: "validation perplexity", xTitle: "epoch", yTitle: "perplexity" });
   };
-  source.addEventListener("state", async (event) => {
-    const job = JSON.parse(event.data);
-    status(job);
-    await draw(job);
-  });
-  source.addEventListener("progress", async (event) => {
-    const progress = JSON.parse(event.data);
-    status({ status: progress.status, progress });
-    if (progress.loss !== null && progress.loss !== undefined) await extend(lossPlot, [[0, epochsOf(progress), progress.loss]]);
-  });
-  source.addEventListener("epoch", async (event) => {
-    const epoch = JSON.parse(event.data);
-    if (epoch.val_loss !== null) await extend(lossPlot, [[1, epoch.epoch, epoch.val_loss]]);
-    if (epoch.val_perplexity !== null) await extend(perplexityPlot, [[0, epoch.epoch, epoch.val_perplexity]]);
-  });
-  source.addEventListener("done", async (event) => {
-    source.close();
-    const job = JSON.parse(event.data);
-    status(job);
-    $("train-cancel").disabled = true;
-    await draw(job); // the whole history, with any points the live stream skipped
-    if (job.error) $("train-status").textContent += ` · ${job.error}`;
-    listJobs();
-    await refreshModels();
-    if (job.status === "succeeded" && job.version) pin(job.model, job.version);
-  });
-  source.onerror = () => {
-    if (source.readyState === EventSource.CLOSED) $("train-status").textContent += " · event stream closed";
+  const handlers = {
+    state: async (job) => {
+      status(job);
+      await draw(job);
+    },
+    progress: async (progress) => {
+      status({ status: progress.status, progress });
+      if (progress.loss !== null && progress.loss !== undefined) {
+        await extend(lossPlot, [[0, epochsOf(progress), progress.loss]]);
+      }
+    },
+    epoch: async (epoch) => {
+      if (epoch.val_loss !== null) await extend(lossPlot, [[1, epoch.epoch, epoch.val_loss]]);
+      if (epoch.val_perplexity !== null) await extend(perplexityPlot, [[0, epoch.epoch, epoch.val_perplexity]]);
+    },
+    done: async (job) => {
+      status(job);
+      $("train-cancel").disabled = true;
+      await draw(job); // the whole history, with any points the live stream skipped
+      if (job.error) $("train-status").textContent += ` · ${job.error}`;
+      listJobs();
+      await refreshModels();
+      if (job.status === "succeeded" && job.version) pin(job.model, job.version);
+    },
   };
+  try {
+    await follow(jobId, handlers, controller.signal);
+  } catch (error) {
+    if (!controller.signal.aborted) showProblem($("train-form").parentElement, error);
+  }
 }
 
 export async function listJobs() {

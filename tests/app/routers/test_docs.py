@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -26,20 +25,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.app.browser import find_chromium
 from tests.conftest import REPO_ROOT
 
 STARTUP_TIMEOUT = 30.0
 BROWSER_TIMEOUT = 60.0
 # The operations the lesson is about; every other operation of the spec is checked too.
 KEY_PATHS = ("/tokenize", "/rnn/forward", "/embed")
-
-
-def find_chromium() -> str | None:
-    for name in ("chromium", "chromium-browser"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return "/usr/bin/chromium" if os.access("/usr/bin/chromium", os.X_OK) else None
 
 
 CHROMIUM = find_chromium()
