@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Request
 
 from app.errors import NotReadyError, UnauthorizedError, UnsupportedMediaTypeError
-from app.problems import responses_for
+from app.problems import problem_media_type_only, responses_for
 from app.settings import Settings
 from app.state import ServiceState
 
@@ -96,6 +96,8 @@ def publish_security(app: FastAPI, settings: Settings) -> None:
             for path, operations in schema["paths"].items():
                 for method, operation in operations.items():
                     responses = operation.setdefault("responses", {})
+                    for response in responses.values():
+                        problem_media_type_only(response)
                     if needs_key(path, method, operation, settings):
                         operation["security"] = [{BEARER_SCHEME: []}]
                         responses.setdefault("401", _openapi_response(schema, unauthorized))

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
+from fastapi.routing import APIRoute
 
 from app import __version__
 from app.deps import publish_security
@@ -73,6 +74,10 @@ def configuration_problem(error: Exception, settings: Settings) -> str:
     )
 
 
+def operation_id(route: APIRoute) -> str:
+    return route.name
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the service. Nothing is loaded until the app starts (its lifespan)."""
     settings = settings or Settings()
@@ -101,6 +106,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
         # A query parameter no route reads (a typo, ?version= where none is taken) is a 422.
         dependencies=[Depends(reject_unknown_query)],
+        # operationId = the handler's name (`tokenize`, `rnn_forward`): what a generated client
+        # calls its functions, rather than FastAPI's `tokenize_tokenize_post`.
+        generate_unique_id_function=operation_id,
     )
     app.state.service = state
     install_error_handlers(app)

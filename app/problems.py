@@ -190,6 +190,16 @@ def responses_for(*error_types: type[Exception]) -> dict[int | str, dict[str, An
     return responses
 
 
+def problem_media_type_only(response: dict[str, Any]) -> None:
+    """In an OpenAPI response of :func:`responses_for`, give the Problem schema to
+    ``application/problem+json`` (what the service sends) and drop the ``application/json`` that
+    FastAPI adds for a response ``model``: a client generator types a problem answer from the
+    first media type it finds."""
+    content = response.get("content", {})
+    if PROBLEM_MEDIA_TYPE in content and "application/json" in content:
+        content[PROBLEM_MEDIA_TYPE] = content.pop("application/json")
+
+
 def _validation_problems(error: RequestValidationError) -> list[dict[str, str]]:
     return [
         {

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import types
+import typing
+from functools import cache
+from typing import Annotated, Any, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.registry import NAME_PATTERN
 
@@ -28,9 +31,75 @@ TokenId = Annotated[int, Field(ge=0, lt=2**31, description="An index into a voca
 class StrictModel(BaseModel):
     """Requests reject unknown fields (a typo must not pass silently), NaN/Infinity, and
     values of another JSON type (`"5"` or `true` for an integer).
+
+    An integer may be written `2.0`: JSON Schema calls an integer-valued number an integer, so a
+    client or a fuzzer that follows the spec may send one; `2.5` is still refused.
     """
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _integer_valued_numbers(cls, data: Any) -> Any:
+        names = _integer_fields(cls)
+        if not names or not isinstance(data, dict):
+            return data
+        changed = None
+        for name in names:
+            value = data.get(name)
+            if isinstance(value, float | list):
+                converted = _as_integers(value)
+                if converted is not value:
+                    changed = changed if changed is not None else dict(data)
+                    changed[name] = converted
+        return data if changed is None else changed
+
+
+def _holds_integers(annotation: Any) -> bool:
+    """Whether a field's type is ``int``, or optional or lists of ``int`` (Annotated unwrapped)."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _holds_integers(typing.get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        options = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return len(options) == 1 and _holds_integers(options[0])
+    if origin is list:
+        return _holds_integers(typing.get_args(annotation)[0])
+    return annotation is int
+
+
+@cache
+def _integer_fields(model: type[BaseModel]) -> tuple[str, ...]:
+    return tuple(
+        field.alias or name
+        for name, field in model.model_fields.items()
+        if _holds_integers(field.annotation)
+    )
+
+
+def _as_integers(value: Any) -> Any:
+    """``value`` with integer-valued floats as ints (the same object when there are none)."""
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else value
+    if isinstance(value, list):
+        converted = [_as_integers(item) for item in value]
+        if any(new is not old for new, old in zip(converted, value, strict=True)):
+            return converted
+    return value
+
+
+def exactly_one_of(*names: str) -> dict[str, Any]:
+    """The JSON Schema of a rule the request model enforces: exactly one of these fields is
+    given (not null). For a request schema's ``json_schema_extra``.
+
+    The ``oneOf`` sits inside an ``allOf``: the same rule to a validator or a fuzzer, while a
+    client generator (openapi-python-client) keeps one request class with every field, instead
+    of a union of classes that hold only the branch's field.
+    """
+    branches = [
+        {"required": [name], "properties": {name: {"not": {"type": "null"}}}} for name in names
+    ]
+    return {"allOf": [{"oneOf": branches}]}
 
 
 class TensorOut(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, model_validator
 
-from app.schemas.common import ModelName, Seed, StrictModel, Text, TokenId, Version
+from app.schemas.common import ModelName, Seed, StrictModel, Text, TokenId, Version, exactly_one_of
 
 
 class DatasetPreviewRequest(StrictModel):
@@ -12,10 +12,11 @@ class DatasetPreviewRequest(StrictModel):
 
     model_config = StrictModel.model_config | {
         "json_schema_extra": {
+            **exactly_one_of("texts", "ids"),
             "examples": [
                 {"ids": [0, 1, 3, 4, 0, 1, 5, 2], "seq_len": 3, "batch_size": 2},
                 {"texts": ["我爱自然语言处理", "我爱机器学习"], "seq_len": 3, "batch_size": 2},
-            ]
+            ],
         }
     }
 

@@ -6,7 +6,15 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, model_validator
 
-from app.schemas.common import ModelName, ModelRef, StrictModel, Text, TokenId, Version
+from app.schemas.common import (
+    ModelName,
+    ModelRef,
+    StrictModel,
+    Text,
+    TokenId,
+    Version,
+    exactly_one_of,
+)
 
 
 class EmbedRequest(StrictModel):
@@ -14,11 +22,12 @@ class EmbedRequest(StrictModel):
 
     model_config = StrictModel.model_config | {
         "json_schema_extra": {
+            **exactly_one_of("text", "texts", "tokens", "ids"),
             "examples": [
                 {"model": "lesson-rnn", "texts": ["我爱学习自然语言处理", "我爱机器学习"]},
                 {"model": "lesson-rnn", "tokens": [["我", "爱", "学习"]]},
                 {"model": "lesson-rnn", "ids": [[2, 3, 4]]},
-            ]
+            ],
         }
     }
 

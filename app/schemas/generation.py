@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from app.schemas.common import ModelName, ModelRef, Seed, StrictModel, Text, Version
+from app.schemas.common import ModelName, ModelRef, Seed, StrictModel, Text, Version, exactly_one_of
 
 FinishReason = Literal["eos", "stop", "length"]
 
@@ -35,10 +35,11 @@ class OneOrMoreTexts(StrictModel):
 class PredictRequest(OneOrMoreTexts):
     model_config = StrictModel.model_config | {
         "json_schema_extra": {
+            **exactly_one_of("text", "texts"),
             "examples": [
                 {"model": "xiyouji", "text": "行者道：", "k": 5},
                 {"model": "xiyouji", "texts": ["行者道：", "那妖精"], "k": 3},
-            ]
+            ],
         }
     }
 
@@ -149,10 +150,11 @@ class GenerateResponse(ModelRef):
 class ScoreRequest(OneOrMoreTexts):
     model_config = StrictModel.model_config | {
         "json_schema_extra": {
+            **exactly_one_of("text", "texts"),
             "examples": [
                 {"model": "xiyouji", "text": "行者道：“师父，我去也。”"},
                 {"model": "xiyouji", "texts": ["行者道：“师父，我去也。”", "师父我去也行者道"]},
-            ]
+            ],
         }
     }
 

@@ -39,7 +39,11 @@ class ModelSpec(StrictModel):
     cell: Literal["rnn", "lstm", "gru"] = "lstm"
     nonlinearity: Literal["tanh", "relu"] = Field("tanh", description="Only for cell = rnn.")
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    tie_weights: bool = Field(False, description="Share the embedding and output matrices.")
+    tie_weights: bool = Field(
+        False,
+        description="Share the embedding and output matrices; needs `embedding_dim` equal to "
+        "`hidden_size` (the output layer reads the hidden state with the embedding matrix).",
+    )
     output: Literal["full", "adaptive"] = Field(
         "full",
         description="The output layer: a full softmax, or an adaptive softmax (much faster on "

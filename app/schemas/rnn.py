@@ -6,7 +6,15 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from app.schemas.common import ModelName, Seed, StrictModel, TensorOut, Text, Version
+from app.schemas.common import (
+    ModelName,
+    Seed,
+    StrictModel,
+    TensorOut,
+    Text,
+    Version,
+    exactly_one_of,
+)
 
 Tensor3 = list[list[list[float]]]
 
@@ -32,6 +40,7 @@ class RNNForwardRequest(StrictModel):
 
     model_config = StrictModel.model_config | {
         "json_schema_extra": {
+            **exactly_one_of("text", "texts", "input"),
             "examples": [
                 {
                     "rnn": {"input_size": 4, "hidden_size": 5, "num_layers": 2, "seed": 0},
@@ -43,7 +52,7 @@ class RNNForwardRequest(StrictModel):
                     "return_weights": True,
                 },
                 {"model": "lesson-rnn", "texts": ["我爱学习自然语言处理", "我爱机器学习"]},
-            ]
+            ],
         }
     }
 

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from app.schemas.common import ModelName, StrictModel, Text, Version
+from app.schemas.common import ModelName, StrictModel, Text, Version, exactly_one_of
 from models.tokenizer import TokenizerConfig
 
 
@@ -55,10 +55,11 @@ class TokenizeRequest(StrictModel):
 
     model_config = StrictModel.model_config | {
         "json_schema_extra": {
+            **exactly_one_of("text", "texts"),
             "examples": [
                 {"texts": ["我爱学习自然语言处理", "我爱机器学习"], "offsets": True},
                 {"text": "我爱自然语言处理", "model": "lesson-rnn"},
-            ]
+            ],
         }
     }
 

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from app.schemas.common import ModelName, Seed, StrictModel, Text
+from app.schemas.common import ModelName, Seed, StrictModel, Text, exactly_one_of
 from app.schemas.registry import ModelSpec
 
 
@@ -15,6 +15,7 @@ class TrainRequest(StrictModel):
 
     model_config = StrictModel.model_config | {
         "json_schema_extra": {
+            **exactly_one_of("texts", "corpus_id"),
             "examples": [
                 {
                     "model": "poems",
@@ -27,7 +28,7 @@ class TrainRequest(StrictModel):
                     "val_fraction": 0.0,
                     "wait": True,
                 }
-            ]
+            ],
         }
     }
 
