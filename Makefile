@@ -55,6 +55,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.training_step
 	$(BIN)/python -m bench.wikitext
 	$(BIN)/python -m bench.chinese_lm
+	$(BIN)/python -m bench.page
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

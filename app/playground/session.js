@@ -35,7 +35,7 @@ export function onModelsChanged(listener) {
 
 /** Fetch the model list, fill the picker's suggestions and tell every listener. */
 export async function refreshModels() {
-  const { models } = await call("GET", "/models");
+  const { models } = await call("GET", "/models", undefined, document.getElementById("models-result"));
   const names = document.getElementById("model-names");
   names.replaceChildren(
     ...models.map((m) => Object.assign(document.createElement("option"), { value: m.name })),

@@ -36,7 +36,7 @@ async function corpusText() {
 }
 
 export async function train() {
-  const panel = $("train-form").parentElement;
+  const panel = $("train-result");
   const name = $("train-model").value.trim();
   const text = await corpusText();
   let corpus;
@@ -74,7 +74,7 @@ export async function train() {
 
 async function cancel() {
   if (!watching) return;
-  await call("DELETE", `/train/${watching.jobId}`, undefined, $("train-form").parentElement);
+  await call("DELETE", `/train/${watching.jobId}`, undefined, $("train-result"));
 }
 
 function epochsOf(progress) {
@@ -190,13 +190,12 @@ export async function watch(jobId) {
   try {
     await follow(jobId, handlers, controller.signal);
   } catch (error) {
-    if (!controller.signal.aborted) showProblem($("train-form").parentElement, error);
+    if (!controller.signal.aborted) showProblem($("train-result"), error);
   }
 }
 
 export async function listJobs() {
-  const panel = $("jobs").parentElement;
-  const { jobs } = await call("GET", "/train", undefined, null);
+  const { jobs } = await call("GET", "/train", undefined, $("jobs-result"));
   const body = $("jobs").querySelector("tbody");
   body.replaceChildren(
     ...jobs.slice(0, 20).map((job) =>
@@ -212,5 +211,4 @@ export async function listJobs() {
       ),
     ),
   );
-  return panel;
 }
