@@ -85,7 +85,9 @@ def main() -> None:
                     rows["/ (cached)"].append(visit(page, server.url + "/", heatmap=True))
                     context.close()
                     context = browser.new_context(viewport={"width": 1280, "height": 900})
-                    rows["/docs"].append(visit(context.new_page(), server.url + "/docs", heatmap=False))
+                    rows["/docs"].append(
+                        visit(context.new_page(), server.url + "/docs", heatmap=False)
+                    )
                     context.close()
                 browser.close()
         finally:
