@@ -1197,6 +1197,17 @@ CASES = [
         "max_tensor_elements",
     ),
     over(
+        # output [5, 1, 8] = 40 elements fits; every layer's states [2, 5, 1, 8] = 80 do not.
+        "limit-max-tensor-elements-states",
+        "/rnn/forward",
+        {
+            "rnn": {"input_size": 1, "hidden_size": 8, "num_layers": 2},
+            "input": [[[0.5]]] * 5,
+            "return_states": True,
+        },
+        "max_tensor_elements",
+    ),
+    over(
         "limit-max-tensor-elements-weights",
         "/rnn/forward",
         {
