@@ -30,14 +30,15 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
-# Debian Chromium for tests/app/routers/test_docs.py (which skips without it). Best effort, never
-# fails: installs only when missing, as root, with apt-get. CI runs it before `make test`.
+# Debian Chromium for the browser tests (tests/app/routers/test_docs.py, test_playground.py: they
+# skip without it). Best effort, never fails: installs only when missing, as root, with apt-get.
+# CI runs it before `make test`.
 test-deps:
 	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
-			|| echo "could not install chromium: tests/app/routers/test_docs.py will be skipped"; \
-	else echo "no chromium (apt-get install -y chromium): tests/app/routers/test_docs.py will be skipped"; fi
+			|| echo "could not install chromium: the browser tests will be skipped"; \
+	else echo "no chromium (apt-get install -y chromium): the browser tests will be skipped"; fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -76,6 +76,8 @@ def _(request: ScoreRequest) -> bool:
 
 @runs_inline.register
 def _(request: RNNForwardRequest) -> bool:
+    if request.return_states:
+        return False  # every layer's states are computed one step at a time, in Python
     if request.input is not None:
         steps = len(request.input) * max((len(row) for row in request.input), default=0)
         hidden = (

@@ -62,7 +62,9 @@ export function showProblem(panel, error) {
     line.setAttribute("role", "alert");
     panel.append(line);
   }
-  if (error instanceof Problem) {
+  if (error instanceof Problem && error.status === 401) {
+    line.textContent = `401 — ${error.message}: type the key in the API key field above`;
+  } else if (error instanceof Problem) {
     const fields = (error.body.errors || []).map((e) => `${e.field}: ${e.message}`).join("; ");
     line.textContent = `${error.status} ${error.body.title || ""} — ${error.message}${fields && !error.message.includes(fields) ? ` (${fields})` : ""}`;
   } else {
@@ -125,10 +127,10 @@ export async function call(method, path, body, panel) {
 
 /** Read a server-sent-event answer event by event: `{event, data, id}`. fetch rather than
  * EventSource, which can neither POST nor send the API key. */
-export async function* events(response) {
+export async function* events(response, signal) {
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
-  for (;;) {
+  while (!signal?.aborted) {
     const { value, done } = await reader.read();
     if (done) return;
     buffer += value;
@@ -144,6 +146,7 @@ export async function* events(response) {
         else if (line.startsWith("id:")) id = line.slice(3).trim();
         else if (line.startsWith("data:")) data.push(line.slice(5).trimStart());
       }
+      if (signal?.aborted) return;
       if (data.length) yield { event, id, data: JSON.parse(data.join("\n")) };
     }
   }

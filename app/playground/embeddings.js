@@ -13,7 +13,10 @@ export function setUp() {
   $("vocab-next").addEventListener("click", () => showVocabulary(offset + PAGE));
 }
 
+let vocabularyRequest = 0; // only the latest request's answer is shown
+
 export async function showVocabulary(start = 0) {
+  const request = ++vocabularyRequest;
   const panel = $("vocab-list").parentElement;
   const page = await call(
     "GET",
@@ -21,6 +24,7 @@ export async function showVocabulary(start = 0) {
     undefined,
     panel,
   );
+  if (request !== vocabularyRequest) return;
   offset = page.offset;
   $("vocab-size").textContent = `${page.size} tokens · ${page.model}@${page.version}`;
   $("vocab-range").textContent = `${page.offset}–${page.offset + page.tokens.length - 1}`;
@@ -49,6 +53,11 @@ export async function embed() {
   plot.removeAllListeners?.("plotly_click");
   plot.on("plotly_click", (event) => {
     const index = Number(String(event.points[0].y).split("·")[0]);
+    if (answer.oov[0][index]) {
+      $("neighbours-note").textContent =
+        `“${answer.tokens[0][index]}” is not in the vocabulary: the model reads it as <unk>.`;
+      return;
+    }
     neighbours(answer.tokens[0][index]);
   });
 }
@@ -57,6 +66,7 @@ export async function neighbours(token) {
   const panel = $("embed-form").parentElement;
   const path = `/models/${encodeURIComponent(model())}/neighbours${query({ token, k: 10, version: version() })}`;
   const answer = await call("GET", path, undefined, panel);
+  $("neighbours-note").textContent = "";
   await bars(
     $("neighbours-plot"),
     answer.neighbours.map((n) => n.token),

@@ -1,5 +1,5 @@
 // The playground: wires the header (model, version, API key) to the seven sections.
-import { apiKey, call, setApiKey } from "./api.js";
+import { apiKey, call, Problem, setApiKey } from "./api.js";
 import * as embeddings from "./embeddings.js";
 import * as models from "./models.js";
 import * as nextWord from "./nextword.js";
@@ -20,19 +20,30 @@ async function showStatus() {
       `seqlab ${info.version} · torch ${info.torch} · ${info.device}` +
       (ready.ready ? "" : " · loading…") +
       (info.auth?.api_key_required_for_writes ? " · writes need the key" : "");
-  } catch {
-    $("service-status").textContent = "service unreachable";
+  } catch (error) {
+    $("service-status").textContent =
+      error instanceof Problem && error.status === 401
+        ? "reads need the API key: type it here"
+        : "service unreachable";
   }
 }
 
 function setUpSession() {
   const key = $("api-key");
   key.value = apiKey();
-  key.addEventListener("change", () => setApiKey(key.value.trim()));
+  key.addEventListener("change", () => {
+    setApiKey(key.value.trim());
+    load(); // what the page showed without the key (or with a wrong one), again
+  });
   $("session").addEventListener("submit", (event) => event.preventDefault());
   const modelChanged = () => embeddings.showVocabulary(0).catch(() => {});
   $("model").addEventListener("change", modelChanged);
   $("version").addEventListener("change", modelChanged);
+}
+
+/** What the page shows before any click: the service, the models, the vocabulary, the jobs. */
+function load() {
+  return Promise.allSettled([showStatus(), refreshModels(), embeddings.showVocabulary(0), train.listJobs()]);
 }
 
 async function start() {
@@ -42,7 +53,7 @@ async function start() {
   onModelsChanged(models.render);
   onModelsChanged(train.modelsChanged);
   document.body.dataset.ready = "true"; // the page answers clicks from here on
-  await Promise.allSettled([showStatus(), refreshModels(), embeddings.showVocabulary(0), train.listJobs()]);
+  await load();
   plotly(); // load the plotting library now, so the first picture does not wait for it
 }
 

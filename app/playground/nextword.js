@@ -1,5 +1,5 @@
 // 5 · Next word: top-k probabilities, generation streamed token by token, per-token surprisal.
-import { call, events, send, showProblem } from "./api.js";
+import { call, events, Problem, send, showProblem } from "./api.js";
 import { bars } from "./plots.js";
 import { element, modelFields, onSubmit } from "./session.js";
 
@@ -53,7 +53,7 @@ export async function generate() {
         status.textContent = `${count} tokens · finish_reason ${data.finish_reason} · ${data.model}@${data.version}`;
       } else if (event === "error") {
         status.textContent = "";
-        showProblem(panel, { message: data.detail, status: data.status, body: data });
+        showProblem(panel, new Problem(data.status, data));
       }
     }
   } catch (error) {
@@ -67,19 +67,24 @@ export async function score() {
   const panel = $("score-result");
   const answer = await call("POST", "/score", { ...modelFields(), text: $("score-text").value }, panel);
   const scored = answer.scores[0];
-  const bits = scored.log_probs.map((lp) => -lp / Math.LN2);
-  const most = Math.max(1, ...bits);
+  // A text's first token has no score when the model has no <eos> to start from (null).
+  const bits = scored.log_probs.map((lp) => (lp === null ? null : -lp / Math.LN2));
+  const most = Math.max(1, ...bits.filter((b) => b !== null));
   const text = element("p", { class: "surprisal", "data-testid": "surprisal" });
   scored.tokens.forEach((token, i) => {
     // Darker red = more surprising (bits = −log2 p of the token given everything before it).
-    const strength = Math.min(1, bits[i] / most);
+    const unscored = bits[i] === null;
+    const strength = unscored ? 0 : Math.min(1, bits[i] / most);
+    const title = unscored
+      ? "no score: nothing before it to predict it from"
+      : `${bits[i].toFixed(2)} bits · p = ${Math.exp(scored.log_probs[i]).toExponential(2)}`;
     text.append(
       element(
         "span",
         {
-          class: `token${scored.oov[i] ? " oov" : ""}`,
-          style: `background: hsla(5, 85%, 50%, ${0.08 + 0.72 * strength})`,
-          title: `${bits[i].toFixed(2)} bits · p = ${Math.exp(scored.log_probs[i]).toExponential(2)}${scored.oov[i] ? " · OOV" : ""}`,
+          class: `token${scored.oov[i] ? " oov" : ""}${unscored ? " unscored" : ""}`,
+          style: unscored ? "" : `background: hsla(5, 85%, 50%, ${0.08 + 0.72 * strength})`,
+          title: `${title}${scored.oov[i] ? " · OOV" : ""}`,
         },
         token,
       ),

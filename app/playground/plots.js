@@ -16,12 +16,18 @@ export function plotly() {
   return loading;
 }
 
+/** Plotly reads labels and titles as a little HTML (<b>, <br>, <a href>): tokens and texts
+ * from the service or the user are escaped, so a token like "<a href=…>" shows as itself. */
+export function escape(text) {
+  return String(text).replaceAll("&", "&amp;").replaceAll("<", "&lt;").replaceAll(">", "&gt;");
+}
+
 const CONFIG = { responsive: true, displaylogo: false, modeBarButtonsToRemove: ["select2d", "lasso2d"] };
 const FONT = { family: "system-ui, 'Noto Sans CJK SC', 'PingFang SC', 'Microsoft YaHei', sans-serif", size: 12 };
 
 function layout(title, extra = {}) {
   return {
-    title: { text: title, font: { size: 13 } },
+    title: { text: escape(title ?? ""), font: { size: 13 } },
     font: FONT,
     margin: { l: 70, r: 20, t: 36, b: 40 },
     paper_bgcolor: "rgba(0,0,0,0)",
@@ -37,8 +43,8 @@ export async function heatmap(element, z, { title, rows, columns, rowTitle, colu
   const trace = {
     type: "heatmap",
     z,
-    y: labels.map((label, i) => `${i}·${label}`),
-    x: columns || (z[0] || []).map((_, j) => j),
+    y: labels.map((label, i) => `${i}·${escape(label)}`),
+    x: columns ? columns.map(escape) : (z[0] || []).map((_, j) => j),
     colorscale: "RdBu",
     reversescale: true,
     zmid: 0,
@@ -62,7 +68,7 @@ export async function bars(element, labels, values, { title, valueTitle, format 
     type: "bar",
     orientation: "h",
     x: values,
-    y: labels,
+    y: labels.map(escape),
     text: values.map((v) => v.toFixed(3)),
     textposition: "auto",
     hovertemplate: `%{y}: %{x:${format}}<extra></extra>`,
@@ -82,7 +88,7 @@ export async function lines(element, series, { title, xTitle, yTitle } = {}) {
   const traces = series.map((s) => ({
     type: "scatter",
     mode: s.mode || "lines+markers",
-    name: s.name,
+    name: escape(s.name),
     x: s.x,
     y: s.y,
     line: { dash: s.dash || "solid" },

@@ -47,7 +47,10 @@ function showSettings(settings) {
   $("segment-drop-punctuation").checked = settings.drop_punctuation;
 }
 
-function render(panel, text, answer) {
+function render(panel, original, answer) {
+  // The service's offsets count code points; JS strings count UTF-16 units, which differ for
+  // characters outside the BMP (rare CJK such as 𠀀, emoji). Slice an array of code points.
+  const text = Array.from(original);
   const tokens = answer.tokens[0];
   const offsets = answer.offsets[0];
   const ids = answer.ids ? answer.ids[0] : null;
@@ -57,7 +60,9 @@ function render(panel, text, answer) {
   tokens.forEach((token, i) => {
     const [start, end] = offsets[i];
     // What segmentation dropped (spaces, punctuation) stays visible, greyed, between chips.
-    if (start > position) chips.append(element("span", { class: "gap" }, text.slice(position, start)));
+    if (start > position) {
+      chips.append(element("span", { class: "gap" }, text.slice(position, start).join("")));
+    }
     const chip = element(
       "span",
       { class: `chip${oov && oov[i] ? " oov" : ""}`, title: `[${start}, ${end})${oov && oov[i] ? " · OOV → <unk>" : ""}` },
@@ -67,7 +72,9 @@ function render(panel, text, answer) {
     chips.append(chip);
     position = Math.max(position, end);
   });
-  if (position < text.length) chips.append(element("span", { class: "gap" }, text.slice(position)));
+  if (position < text.length) {
+    chips.append(element("span", { class: "gap" }, text.slice(position).join("")));
+  }
   const summary = element(
     "p",
     { class: "muted" },

@@ -13,7 +13,11 @@ export function setUp() {
   onSubmit($("train-form"), train);
   $("train-cancel").addEventListener("click", cancel);
   $("jobs-refresh").addEventListener("click", listJobs);
-  $("train-sample").addEventListener("change", loadSample);
+  $("train-sample").addEventListener("change", () => {
+    $("train-file").value = ""; // a sample replaces a chosen file
+    loadSample();
+  });
+  $("train-file").addEventListener("change", () => ($("train-sample").value = ""));
   $("train-text").addEventListener("input", () => ($("train-sample").value = ""));
   loadSample();
 }
@@ -68,7 +72,9 @@ export async function train() {
   }
   const job = await call("POST", "/train", body, panel);
   $("train-status").textContent = `${job.job_id}: ${job.status}${body.create ? "" : ` (training ${name} further)`}`;
-  watch(job.job_id); // followed in the background: the form is free again at once
+  // Followed in the background (the form is free again at once); once published, the new
+  // version is picked for the other sections.
+  watch(job.job_id, { pinWhenDone: true });
   listJobs();
 }
 
@@ -83,38 +89,56 @@ function epochsOf(progress) {
 }
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const RETRIES = 10;
 
 /** Follow a job's event stream to its `done`, reconnecting with `Last-Event-ID` (the service
- * then sends only what was missed) if the connection drops. */
+ * then sends only what was missed) when the connection drops. A failing handler is a bug, not
+ * a dropped connection: it is thrown, never retried past. */
 async function follow(jobId, handlers, signal) {
   let lastId = null;
-  for (let attempt = 0; attempt < 30 && !signal.aborted; attempt++) {
+  let failures = 0;
+  while (!signal.aborted) {
     let response;
     try {
       const headers = lastId ? { "last-event-id": lastId } : {};
       response = await send("GET", `/train/${jobId}/events`, { headers, signal });
     } catch (error) {
-      if (signal.aborted || error instanceof Problem) throw error;
-      await sleep(1000);
+      if (signal.aborted) return;
+      if (error instanceof Problem || ++failures > RETRIES) throw error;
+      await sleep(1000 * failures);
       continue;
     }
     if (response.status === 204) return; // it had already sent `done`
+    let stream;
     try {
-      for await (const { event, id, data } of events(response)) {
+      stream = events(response, signal);
+      for (;;) {
+        const next = await stream.next();
+        if (next.done || signal.aborted) break;
+        const { event, id, data } = next.value;
+        failures = 0; // the connection works
         if (id) lastId = id;
         await handlers[event]?.(data);
         if (event === "done") return;
       }
     } catch (error) {
       if (signal.aborted) return;
+      if (!(error instanceof TypeError && String(error.message).match(/network|fetch|body/i))) {
+        throw error; // a handler's bug: shown, not hidden behind a reconnection
+      }
     }
+    if (signal.aborted) return;
+    if (++failures > RETRIES) throw new Error(`the event stream of ${jobId} keeps closing`);
+    await sleep(1000 * failures); // the stream ended without `done`: reconnect, after a pause
   }
 }
 
-/** Draw a job's history so far, then follow its events until `done`. */
-export async function watch(jobId) {
+/** Draw a job's history so far, then follow its events until `done`. Watching another job
+ * stops this one: every handler checks that it still owns the pictures. */
+export async function watch(jobId, { pinWhenDone = false } = {}) {
   if (watching) watching.controller.abort();
   const controller = new AbortController();
+  const signal = controller.signal;
   watching = { jobId, controller };
   const lossPlot = $("train-loss-plot");
   const perplexityPlot = $("train-perplexity-plot");
@@ -162,35 +186,45 @@ export async function watch(jobId) {
     }
     await lines(perplexityPlot, series, { title: "validation perplexity", xTitle: "epoch", yTitle: "perplexity" });
   };
+  // Each handler runs only while this watch owns the section (another job's click aborts it).
+  const owned = (handler) => async (data) => {
+    if (!signal.aborted) await handler(data);
+  };
   const handlers = {
-    state: async (job) => {
+    state: owned(async (job) => {
       status(job);
       await draw(job);
-    },
-    progress: async (progress) => {
+    }),
+    progress: owned(async (progress) => {
       status({ status: progress.status, progress });
       if (progress.loss !== null && progress.loss !== undefined) {
         await extend(lossPlot, [[0, epochsOf(progress), progress.loss]]);
       }
-    },
-    epoch: async (epoch) => {
+    }),
+    epoch: owned(async (epoch) => {
       if (epoch.val_loss !== null) await extend(lossPlot, [[1, epoch.epoch, epoch.val_loss]]);
       if (epoch.val_perplexity !== null) await extend(perplexityPlot, [[0, epoch.epoch, epoch.val_perplexity]]);
-    },
-    done: async (job) => {
+    }),
+    done: owned(async (job) => {
       status(job);
       $("train-cancel").disabled = true;
       await draw(job); // the whole history, with any points the live stream skipped
       if (job.error) $("train-status").textContent += ` · ${job.error}`;
       listJobs();
       await refreshModels();
-      if (job.status === "succeeded" && job.version) pin(job.model, job.version);
-    },
+      if (pinWhenDone && !signal.aborted && job.status === "succeeded" && job.version) {
+        pin(job.model, job.version);
+      }
+    }),
   };
   try {
-    await follow(jobId, handlers, controller.signal);
+    await follow(jobId, handlers, signal);
   } catch (error) {
-    if (!controller.signal.aborted) showProblem($("train-result"), error);
+    if (signal.aborted) return;
+    $("train-cancel").disabled = true;
+    $("train-status").textContent += " · stopped following the job (see below)";
+    showProblem($("train-result"), error);
+    console.error(error);
   }
 }
 

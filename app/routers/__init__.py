@@ -57,8 +57,8 @@ def reject_unknown_query(request: Request) -> None:
         return
     route = request.scope.get("route")
     dependant = getattr(route, "dependant", None)
-    if dependant is None:
-        return
+    if dependant is None or not getattr(route, "include_in_schema", True):
+        return  # pages (/, /docs) are not API operations: a tracking parameter must not break them
     known = _query_names(dependant)
     for name in request.query_params:
         if len(request.query_params.getlist(name)) > 1:

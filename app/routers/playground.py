@@ -1,8 +1,9 @@
 """``GET /``: the playground page, its modules, and plotly.js from the installed ``plotly`` wheel.
 
 The page is plain HTML, CSS and ES modules (``app/playground``), with no build step; every
-number it shows comes from the public API. plotly.js (≈4.6 MB) is compressed once, on the
-first request that accepts gzip, and kept in memory (≈1.4 MB).
+number it shows comes from the public API. plotly.js (≈4.6 MB) is compressed once, on its first
+request, and kept in memory (≈1.4 MB). The page and its modules are revalidated on every load
+(``no-cache``, answered 304 while unchanged), so a new release's page never runs old modules.
 """
 
 from __future__ import annotations
@@ -27,26 +28,46 @@ PLOTLY_JS = files("plotly") / "package_data" / "plotly.min.js"
 router = APIRouter(include_in_schema=False)
 
 
+NO_CACHE = {"Cache-Control": "no-cache"}
+
+
+class RevalidatedFiles(StaticFiles):
+    """The page's modules and stylesheet, revalidated on every load (ETag → 304)."""
+
+    def file_response(self, *args, **kwargs) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers.update(NO_CACHE)
+        return response
+
+
 @router.get("/")
 async def page() -> FileResponse:
-    # Revalidated on every load: a new release's page is never mixed with old modules.
-    return FileResponse(PAGE_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+    return FileResponse(PAGE_DIR / "index.html", headers=NO_CACHE)
 
 
 @cache
-def _plotly_bytes() -> tuple[bytes, bytes, str]:
+def _plotly_bytes() -> tuple[bytes, bytes]:
     raw = PLOTLY_JS.read_bytes()
-    return raw, gzip.compress(raw, compresslevel=6, mtime=0), f'"plotly-{version("plotly")}"'
+    return raw, gzip.compress(raw, compresslevel=6, mtime=0)
+
+
+def _matches(if_none_match: str, etag: str) -> bool:
+    """RFC 9110's weak comparison against an ``If-None-Match`` list (``*``, ``W/"…"``)."""
+    tags = [tag.strip().removeprefix("W/") for tag in if_none_match.split(",")]
+    return "*" in tags or etag in tags
 
 
 @router.get("/playground/vendor/plotly.min.js")
 def plotly_js(request: Request) -> Response:
     # A sync route: the one-time compression runs in the thread pool, not on the event loop.
-    raw, compressed, etag = _plotly_bytes()
+    raw, compressed = _plotly_bytes()
+    gzipped = "gzip" in request.headers.get("accept-encoding", "")
+    # One tag per body: the gzipped and the plain bytes are different representations.
+    etag = f'"plotly-{version("plotly")}{"-gzip" if gzipped else ""}"'
     headers = {"ETag": etag, "Cache-Control": "public, max-age=86400", "Vary": "Accept-Encoding"}
-    if request.headers.get("if-none-match") == etag:
+    if _matches(request.headers.get("if-none-match", ""), etag):
         return Response(status_code=304, headers=headers)
-    if "gzip" in request.headers.get("accept-encoding", ""):
+    if gzipped:
         headers["Content-Encoding"] = "gzip"
         return Response(compressed, media_type="text/javascript", headers=headers)
     return Response(raw, media_type="text/javascript", headers=headers)
@@ -63,4 +84,4 @@ async def sample(name: str) -> FileResponse:
 def install_playground(app: FastAPI) -> None:
     app.include_router(router)
     # After the routes above, so that /playground/vendor and /playground/samples reach them.
-    app.mount("/playground", StaticFiles(directory=PAGE_DIR), name="playground")
+    app.mount("/playground", RevalidatedFiles(directory=PAGE_DIR), name="playground")

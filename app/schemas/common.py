@@ -7,7 +7,14 @@ import typing
 from functools import cache
 from typing import Annotated, Any, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    ValidationError,
+    model_validator,
+)
 
 from app.registry import NAME_PATTERN
 
@@ -38,21 +45,33 @@ class StrictModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
 
-    @model_validator(mode="before")
+    @model_validator(mode="wrap")
     @classmethod
-    def _integer_valued_numbers(cls, data: Any) -> Any:
-        names = _integer_fields(cls)
-        if not names or not isinstance(data, dict):
-            return data
-        changed = None
-        for name in names:
-            value = data.get(name)
-            if isinstance(value, float | list):
-                converted = _as_integers(value)
-                if converted is not value:
-                    changed = changed if changed is not None else dict(data)
-                    changed[name] = converted
-        return data if changed is None else changed
+    def _integer_valued_numbers(cls, data: Any, handler: ModelWrapValidatorHandler) -> Any:
+        # Tried only after a failure, so a valid request pays nothing: the integer fields'
+        # integer-valued floats become ints, and the request is validated once more.
+        try:
+            return handler(data)
+        except ValidationError as error:
+            names = _integer_fields(cls)
+            if not names or not isinstance(data, dict) or not _integer_valued_float(error):
+                raise
+            converted = {
+                name: _as_integers(value) if name in names else value
+                for name, value in data.items()
+            }
+            if all(converted[name] is data[name] for name in data):
+                raise
+            return handler(converted)
+
+
+def _integer_valued_float(error: ValidationError) -> bool:
+    return any(
+        item["type"] == "int_type"
+        and isinstance(item.get("input"), float)
+        and item["input"].is_integer()
+        for item in error.errors()
+    )
 
 
 def _holds_integers(annotation: Any) -> bool:

@@ -72,5 +72,6 @@ class NeighboursResponse(ModelRef):
     token: str
     id: int
     neighbours: list[Neighbour] = Field(
-        description="The `k` nearest other tokens, most similar first (ties: lower id first)."
+        description="The `k` nearest other words, most similar first (ties: lower id first); "
+        "specials such as `<unk>` are never neighbours."
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 
 from app.errors import InvalidInputError, located
@@ -55,10 +57,28 @@ def embed(request: EmbedRequest, registry: ModelRegistry, limits: Limits) -> Emb
     )
 
 
+# The embedding rows scaled to unit length, once per loaded version (versions never change in
+# place); dropped with the version's network.
+_unit_rows: weakref.WeakKeyDictionary[torch.nn.Module, torch.Tensor] = weakref.WeakKeyDictionary()
+
+
+def _unit_embedding(model: torch.nn.Module) -> torch.Tensor:
+    unit = _unit_rows.get(model)
+    if unit is None:
+        weight = model.embedding.weight.detach().float()  # (vocab, dim)
+        unit = weight / weight.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        _unit_rows[model] = unit
+    return unit
+
+
 def neighbours(
     name: str, version: int | None, token: str, k: int, registry: ModelRegistry
 ) -> NeighboursResponse:
-    """The ``k`` tokens whose embedding rows are nearest to ``token``'s by cosine similarity."""
+    """The ``k`` words whose embedding rows are nearest to ``token``'s by cosine similarity.
+
+    Specials (``<pad>``, ``<unk>``, ``<eos>``) may be asked about but are never neighbours:
+    they are not words (``<pad>``'s row never even trains).
+    """
     loaded = registry.get(name, version)
     vocab = loaded.vocab
     if token not in vocab:
@@ -67,12 +87,14 @@ def neighbours(
             field="query.token",
         )
     token_id = vocab.index(token)
-    weight = loaded.model.embedding.weight.detach().float()  # (vocab, dim)
-    unit = weight / weight.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    similarity = (unit @ unit[token_id]).cpu()  # (vocab,)
+    unit = _unit_embedding(loaded.model)
+    similarity = (unit @ unit[token_id]).clamp(-1.0, 1.0).cpu()  # (vocab,)
+    specials = len(vocab.specials)  # specials come first: ids 0..specials-1
+    similarity[:specials] = -float("inf")
     similarity[token_id] = -float("inf")  # a token is not its own neighbour
+    words = len(vocab) - specials - (0 if token_id < specials else 1)
     # A stable sort, so that equal similarities keep the lower id first on every device.
-    order = torch.sort(similarity, descending=True, stable=True).indices[: min(k, len(vocab) - 1)]
+    order = torch.sort(similarity, descending=True, stable=True).indices[: min(k, words)]
     return NeighboursResponse(
         model=loaded.name,
         version=loaded.version,

@@ -237,3 +237,10 @@ def test_the_tie_weights_rule_is_documented_and_enforced(service):
     )
     assert response.status_code == 422
     assert "tie_weights" in response.json()["detail"]
+
+
+def test_every_operation_has_a_unique_readable_id(service):
+    spec = httpx.get(service.base + "/openapi.json").json()
+    ids = [op["operationId"] for item in spec["paths"].values() for op in item.values()]
+    assert len(ids) == len(set(ids))
+    assert {"tokenize", "embed", "neighbours", "rnn_forward", "train", "predict"} <= set(ids)

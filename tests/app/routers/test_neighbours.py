@@ -24,6 +24,7 @@ def test_neighbours_are_the_most_cosine_similar_rows(shared_client):
     # The same ranking computed here from the /embed rows.
     similarity = torch.nn.functional.cosine_similarity(matrix, matrix[target].unsqueeze(0))
     similarity[target] = -2.0
+    similarity[:2] = -2.0  # <pad> and <unk> are not words
     expected = torch.sort(similarity, descending=True, stable=True).indices[:3].tolist()
     assert [n["id"] for n in body["neighbours"]] == expected
     assert [n["token"] for n in body["neighbours"]] == [vocab[i] for i in expected]
@@ -77,3 +78,16 @@ def test_bad_queries_are_422_problems(shared_client):
         assert response.status_code == 422, params
         assert response.headers["content-type"].startswith("application/problem+json")
         assert response.json()["status"] == 422
+
+
+def test_specials_can_be_asked_about_but_are_never_neighbours(shared_client):
+    response = shared_client.get(
+        "/models/lesson-rnn/neighbours", params={"token": "<unk>", "k": 100}
+    )
+    assert response.status_code == 200
+    tokens = [n["token"] for n in response.json()["neighbours"]]
+    assert len(tokens) == 100
+    assert "<unk>" not in tokens
+    assert "<pad>" not in tokens
+    for neighbour in response.json()["neighbours"]:
+        assert -1.0 <= neighbour["similarity"] <= 1.0
