@@ -39,11 +39,13 @@ function layout(title, extra = {}) {
 /** A heatmap of `z` (rows × columns), diverging around 0; rows from top to bottom. */
 export async function heatmap(element, z, { title, rows, columns, rowTitle, columnTitle, height } = {}) {
   const Plotly = await plotly();
-  const labels = rows || z.map((_, i) => String(i));
+  // Named rows get their index too: a text may hold the same token twice, and plotly merges
+  // equal category labels.
+  const labels = rows ? rows.map((label, i) => `${i}·${escape(label)}`) : z.map((_, i) => String(i));
   const trace = {
     type: "heatmap",
     z,
-    y: labels.map((label, i) => `${i}·${escape(label)}`),
+    y: labels,
     x: columns ? columns.map(escape) : (z[0] || []).map((_, j) => j),
     colorscale: "RdBu",
     reversescale: true,
@@ -53,7 +55,7 @@ export async function heatmap(element, z, { title, rows, columns, rowTitle, colu
     ygap: 1,
   };
   const extra = {
-    yaxis: { autorange: "reversed", title: { text: rowTitle || "" }, type: "category" },
+    yaxis: { autorange: "reversed", title: { text: rowTitle || "" }, type: "category", automargin: true },
     xaxis: { title: { text: columnTitle || "" }, type: "category" },
     height: height || Math.max(160, 60 + 22 * z.length),
   };
@@ -75,7 +77,7 @@ export async function bars(element, labels, values, { title, valueTitle, format 
     marker: { color: "#3b6fb6" },
   };
   const extra = {
-    yaxis: { autorange: "reversed", type: "category" },
+    yaxis: { autorange: "reversed", type: "category", automargin: true },
     xaxis: { title: { text: valueTitle || "" } },
     height: Math.max(160, 60 + 24 * labels.length),
   };

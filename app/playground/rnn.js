@@ -83,9 +83,10 @@ async function render(panel, answer) {
   const plots = [];
   for (let text = 0; text < batch; text++) {
     const length = answer.lengths ? answer.lengths[text] : steps;
-    const rows = [...Array(steps).keys()].map((t) =>
-      t >= length ? "<pad>" : answer.tokens ? answer.tokens[text][t] : `t=${t}`,
-    );
+    // Text form: each step's token (and <pad> past the text's end); tensor form: the step.
+    const rows = answer.tokens
+      ? [...Array(steps).keys()].map((t) => (t >= length ? "<pad>" : answer.tokens[text][t]))
+      : undefined;
     const column = element("div", { class: "rnn-column" });
     grid.append(column);
     const output = outputOf(answer, text);
@@ -118,7 +119,7 @@ async function render(panel, answer) {
     plots.push(
       heatmap(hnPlot, hn, {
         title: `hn[:, ${text}] — ${layers} layers × ${hidden} (after step ${length - 1})`,
-        rows: [...Array(layers).keys()].map((l) => `layer ${l}`),
+        rowTitle: "layer",
         columnTitle: "hidden unit",
       }),
     );
@@ -128,7 +129,7 @@ async function render(panel, answer) {
       plots.push(
         heatmap(cnPlot, answer.cn.values.map((layer) => layer[text]), {
           title: `cn[:, ${text}] — LSTM cell state`,
-          rows: [...Array(layers).keys()].map((l) => `layer ${l}`),
+          rowTitle: "layer",
           columnTitle: "hidden unit",
         }),
       );
