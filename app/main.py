@@ -11,10 +11,10 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from fastapi.routing import APIRoute
 
-from app import __version__
+from app import __version__, binary
 from app.deps import publish_security
 from app.errors import InsufficientStorageError, storage_error
-from app.middleware import BodySizeLimitMiddleware, MetricsMiddleware
+from app.middleware import BinaryTensorRequests, BodySizeLimitMiddleware, MetricsMiddleware
 from app.problems import install_error_handlers
 from app.routers import (
     corpora,
@@ -127,14 +127,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_docs(app)
     install_playground(app)
     publish_security(app, settings)
+    limits = settings.limits
+    app.add_middleware(
+        BinaryTensorRequests, paths=("/rnn/forward",), max_elements=limits.max_tensor_elements
+    )
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     # Outermost: an oversized body is refused before anything reads it.
-    limits = settings.limits
     app.add_middleware(
         BodySizeLimitMiddleware,
         max_bytes=limits.max_body_bytes,
         # A corpus upload may be bigger; its multipart framing adds a little.
         per_path={"/corpora": ("max_corpus_bytes", limits.max_corpus_bytes + 65_536)},
         body_timeout=settings.body_timeout_seconds,
+        per_media_type={binary.MEDIA_TYPE: ("max_binary_body_bytes", limits.max_binary_body_bytes)},
     )
     return app

@@ -43,6 +43,13 @@ class Limits(BaseModel):
     max_corpus_bytes: int = Field(
         16_777_216, ge=1, description="Bytes of one uploaded corpus (UTF-8 text)."
     )
+    max_binary_body_bytes: int = Field(
+        4_194_304,
+        ge=1024,
+        description="Bytes of one application/vnd.safetensors request body: room for input, "
+        "h0 and c0 at max_tensor_elements float32 each (a JSON body of those would be ~4× "
+        "larger than max_body_bytes allows).",
+    )
 
 
 class ConnectionLimits(BaseModel):

@@ -6,6 +6,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Query, Request, Response
 from pydantic import BaseModel
 
+from app import binary
 from app.errors import (
     InvalidInputError,
     LimitExceededError,
@@ -16,6 +17,7 @@ from app.errors import (
 from app.inline import runs_inline
 from app.problems import responses_for
 from app.registry import ModelRegistry
+from app.schemas.common import BinaryTensors
 from app.settings import Limits
 from app.state import ServiceState
 
@@ -98,6 +100,27 @@ async def infer(
 def name_model(response: Response, name: str, version: int) -> None:
     """Every answer that used a model says which: the ``Seqlab-Model: name@version`` header."""
     response.headers["Seqlab-Model"] = f"{name}@{version}"
+
+
+def binary_answer(result: BinaryTensors, model: str | None, version: int | None) -> Response:
+    """The answer as safetensors: its tensors, and its other fields as JSON metadata."""
+    metadata = result.model_dump(mode="json", exclude_none=True, exclude=set(TENSOR_FIELDS))
+    response = Response(binary.encode(result.tensors, metadata), media_type=binary.MEDIA_TYPE)
+    if model is not None and version is not None:
+        name_model(response, model, version)
+    return response
+
+
+# The fields of an answer that go out as tensors in the binary form.
+TENSOR_FIELDS = ("output", "hn", "cn", "states", "weights", "vectors")
+
+# What the tensor routes document besides JSON: the same answer as safetensors.
+BINARY_ANSWER = {
+    binary.MEDIA_TYPE: {
+        "schema": {"type": "string", "format": "binary"},
+        "example": None,
+    }
+}
 
 
 def json_answer(result: BaseModel, model: str | None, version: int | None) -> Response:

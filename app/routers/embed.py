@@ -1,11 +1,20 @@
+from functools import partial
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
+from app import binary
 from app.deps import READ_ONLY, InferenceState, ReadState
 from app.errors import NotFoundError, OverloadedError
 from app.problems import responses_for
-from app.routers import INFERENCE_ERRORS, QueryVersion, infer, json_answer
+from app.routers import (
+    BINARY_ANSWER,
+    INFERENCE_ERRORS,
+    QueryVersion,
+    binary_answer,
+    infer,
+    json_answer,
+)
 from app.routers.registry import NameParam, VersionQuery
 from app.schemas.embed import EmbedRequest, EmbedResponse, NeighboursResponse
 from app.services import embed as service
@@ -14,12 +23,22 @@ router = APIRouter(tags=["embeddings"])
 
 
 @router.post(
-    "/embed", response_model=EmbedResponse, responses=INFERENCE_ERRORS, openapi_extra=READ_ONLY
+    "/embed",
+    response_model=EmbedResponse,
+    responses={**INFERENCE_ERRORS, 200: {"content": BINARY_ANSWER}},
+    openapi_extra=READ_ONLY,
 )
 async def embed(
-    request: EmbedRequest, state: InferenceState, version: QueryVersion = None
+    request: EmbedRequest, http: Request, state: InferenceState, version: QueryVersion = None
 ) -> Response:
-    """Word vectors: rows of the model's embedding matrix for each token, with OOV flags."""
+    """Word vectors: rows of the model's embedding matrix for each token, with OOV flags.
+
+    With `Accept: application/vnd.safetensors`: `vectors` [texts, longest, dim] (zero past each
+    text's end) and `lengths` [texts] as safetensors, the other fields in `__metadata__`.
+    """
+    if binary.wants_binary(http.headers.get("accept")):
+        result = await infer(state, partial(service.embed, binary=True), request, version)
+        return binary_answer(result, result.model, result.version)
     result = await infer(state, service.embed, request, version)
     return json_answer(result, result.model, result.version)
 

@@ -1,23 +1,55 @@
-from fastapi import APIRouter, Response
+from functools import partial
 
+from fastapi import APIRouter, Request, Response
+
+from app import binary
 from app.deps import READ_ONLY, InferenceState
-from app.routers import INFERENCE_ERRORS, QueryVersion, infer, json_answer
+from app.routers import (
+    BINARY_ANSWER,
+    INFERENCE_ERRORS,
+    QueryVersion,
+    binary_answer,
+    infer,
+    json_answer,
+)
 from app.schemas.rnn import RNNForwardRequest, RNNForwardResponse
 from app.services import rnn as service
 
 router = APIRouter(tags=["recurrent layer"])
+
+# The tensor form may also come as safetensors: `input` (and `h0`, `c0`) as tensors, the other
+# fields as JSON in the header's __metadata__["request"] (app.binary).
+BINARY_REQUEST = {
+    "requestBody": {
+        "content": {
+            binary.MEDIA_TYPE: {
+                "schema": {"type": "string", "format": "binary"},
+                "example": None,
+            }
+        }
+    }
+}
 
 
 @router.post(
     "/rnn/forward",
     response_model=RNNForwardResponse,
     response_model_exclude_none=True,
-    responses=INFERENCE_ERRORS,
-    openapi_extra=READ_ONLY,
+    responses={**INFERENCE_ERRORS, 200: {"content": BINARY_ANSWER}},
+    openapi_extra=READ_ONLY | BINARY_REQUEST,
 )
 async def rnn_forward(
-    request: RNNForwardRequest, state: InferenceState, version: QueryVersion = None
+    request: RNNForwardRequest, http: Request, state: InferenceState, version: QueryVersion = None
 ) -> Response:
-    """Run a recurrent layer and see `output` (every step) and `hn` (every layer, last step)."""
+    """Run a recurrent layer and see `output` (every step) and `hn` (every layer, last step).
+
+    With `Accept: application/vnd.safetensors` the answer is the same tensors as safetensors
+    (the other fields in its `__metadata__["seqlab"]`, JSON); the tensor form's `input`, `h0`
+    and `c0` may be sent that way too (`Content-Type: application/vnd.safetensors`, the other
+    fields in `__metadata__["request"]`).
+    """
+    if binary.wants_binary(http.headers.get("accept")):
+        result = await infer(state, partial(service.forward, binary=True), request, version)
+        return binary_answer(result, result.model, result.version)
     result = await infer(state, service.forward, request, version)
     return json_answer(result, result.model, result.version)

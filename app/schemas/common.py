@@ -12,6 +12,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ModelWrapValidatorHandler,
+    PrivateAttr,
     ValidationError,
     model_validator,
 )
@@ -126,6 +127,18 @@ class TensorOut(BaseModel):
 
     shape: list[int] = Field(examples=[[3, 2, 5]])
     values: Any = Field(description="Nested lists of floats, nested as `shape` says.")
+
+
+class BinaryTensors(BaseModel):
+    """An answer that can also be sent as safetensors (``app.binary``): ``tensors`` holds its
+    tensors by name, set by a service asked for the binary form, which then leaves the tensor
+    fields out of the JSON part (they would cost a Python float per element)."""
+
+    _tensors: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @property
+    def tensors(self) -> dict[str, Any]:
+        return self._tensors
 
 
 class ModelRef(BaseModel):

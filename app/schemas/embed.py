@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import BaseModel, Field, model_validator
 
 from app.schemas.common import (
+    BinaryTensors,
     ModelName,
     ModelRef,
     StrictModel,
@@ -50,7 +51,7 @@ class EmbedRequest(StrictModel):
         return self
 
 
-class EmbedResponse(ModelRef):
+class EmbedResponse(ModelRef, BinaryTensors):
     dim: int = Field(examples=[4])
     tokens: list[list[str]]
     ids: list[list[int]]

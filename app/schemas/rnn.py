@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
 
 from app.schemas.common import (
+    BinaryTensors,
     ModelName,
     Seed,
     StrictModel,
@@ -92,7 +93,7 @@ class RNNForwardRequest(StrictModel):
         return self
 
 
-class RNNForwardResponse(BaseModel):
+class RNNForwardResponse(BinaryTensors):
     output: TensorOut = Field(
         description="Last layer's state at every step: [seq_len, batch, hidden]."
     )

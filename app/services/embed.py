@@ -14,7 +14,11 @@ from app.services.text import encode_texts
 from app.settings import Limits
 
 
-def embed(request: EmbedRequest, registry: ModelRegistry, limits: Limits) -> EmbedResponse:
+def embed(
+    request: EmbedRequest, registry: ModelRegistry, limits: Limits, binary: bool = False
+) -> EmbedResponse:
+    """Embedding rows per token; with ``binary``, as tensors for safetensors: ``vectors``
+    (texts, longest, dim) zero-padded, and ``lengths`` (texts,)."""
     loaded = registry.get(request.model, request.version)
     vocab = loaded.vocab
     if request.text is not None or request.texts is not None:
@@ -40,6 +44,19 @@ def embed(request: EmbedRequest, registry: ModelRegistry, limits: Limits) -> Emb
     check_limit(limits, "max_tokens_per_forward", total)
     check_limit(limits, "max_tensor_elements", total * loaded.config.embedding_dim)
     flat = torch.tensor([i for row in ids for i in row], device=loaded.device)
+    if binary:
+        rows = loaded.model.embed(flat).float().cpu().split([len(row) for row in ids])
+        response = EmbedResponse.model_construct(
+            model=loaded.name,
+            version=loaded.version,
+            dim=loaded.config.embedding_dim,
+            tokens=tokens,
+            ids=ids,
+            oov=oov,
+        )
+        response.tensors["vectors"] = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True)
+        response.tensors["lengths"] = torch.tensor([len(row) for row in ids], dtype=torch.int64)
+        return response
     vectors = loaded.model.embed(flat).float().cpu().tolist()  # (total, dim)
     nested: list[list[list[float]]] = []
     start = 0

@@ -81,15 +81,17 @@ def _initial_state(
 
 
 def forward(
-    request: RNNForwardRequest, registry: ModelRegistry, limits: Limits
+    request: RNNForwardRequest, registry: ModelRegistry, limits: Limits, binary: bool = False
 ) -> RNNForwardResponse:
+    """The layer's answer; with ``binary``, its tensors in ``tensors`` (for safetensors) rather
+    than as nested lists."""
     if request.input is None:
-        return _forward_texts(request, registry, limits)
-    return _forward_tensor(request, registry, limits)
+        return _forward_texts(request, registry, limits, binary)
+    return _forward_tensor(request, registry, limits, binary)
 
 
 def _forward_tensor(
-    request: RNNForwardRequest, registry: ModelRegistry, limits: Limits
+    request: RNNForwardRequest, registry: ModelRegistry, limits: Limits, binary: bool
 ) -> RNNForwardResponse:
     x = tensor_from_json(request.input or [], "input", limits)
     if x.dim() != 3:
@@ -139,14 +141,22 @@ def _forward_tensor(
     if request.return_states:
         states = _every_layer_state(layer, seq_first.to(device), hidden, None, limits)
     response = _response(
-        request, layer, output, state, limits=limits, seed=seed, loaded=loaded, states=states
+        request,
+        layer,
+        output,
+        state,
+        limits=limits,
+        seed=seed,
+        loaded=loaded,
+        states=states,
+        binary=binary,
     )
     response.initial_state = "zeros" if hidden is None else "given"
     return response
 
 
 def _forward_texts(
-    request: RNNForwardRequest, registry: ModelRegistry, limits: Limits
+    request: RNNForwardRequest, registry: ModelRegistry, limits: Limits, binary: bool
 ) -> RNNForwardResponse:
     loaded = registry.get(request.model or "", request.version)
     texts = [request.text] if request.text is not None else list(request.texts or [])
@@ -178,7 +188,9 @@ def _forward_texts(
     if request.return_states:
         embedded = loaded.model.embed(ids.to(loaded.device)).transpose(0, 1)  # (seq, batch, emb)
         states = _every_layer_state(layer, embedded, hidden, lengths, limits)
-    response = _response(request, layer, output, state, limits=limits, loaded=loaded, states=states)
+    response = _response(
+        request, layer, output, state, limits=limits, loaded=loaded, states=states, binary=binary
+    )
     response.lengths = lengths
     response.initial_state = initial
     response.tokens = encoded.tokens
@@ -243,22 +255,35 @@ def _response(
     seed: int | None = None,
     loaded: LoadedModel | None = None,
     states: torch.Tensor | None = None,
+    binary: bool = False,
 ) -> RNNForwardResponse:
     hn, cn = state if isinstance(state, tuple) else (state, None)
     if states is not None and request.batch_first:
         states = states.transpose(1, 2)  # (layers, batch, seq, hidden)
-    weights = None
+    parameters = None
     if request.return_weights:
         check_limit(limits, "max_tensor_elements", sum(p.numel() for p in layer.parameters()))
-        weights = {name: tensor_to_json(p) for name, p in layer.named_parameters()}
+        parameters = dict(layer.named_parameters())
+    others = {
+        "batch_first": request.batch_first,
+        "seed": seed,
+        "model": loaded.name if loaded is not None else None,
+        "version": loaded.version if loaded is not None else None,
+    }
+    if binary:
+        response = RNNForwardResponse.model_construct(**others)
+        tensors = {"output": output, "hn": hn, "cn": cn, "states": states}
+        response.tensors.update({name: t.float() for name, t in tensors.items() if t is not None})
+        for name, parameter in (parameters or {}).items():
+            response.tensors[f"weights.{name}"] = parameter.float()
+        return response
     return RNNForwardResponse(
         output=tensor_to_json(output),
         hn=tensor_to_json(hn),
         cn=tensor_to_json(cn) if cn is not None else None,
         states=tensor_to_json(states) if states is not None else None,
-        batch_first=request.batch_first,
-        weights=weights,
-        seed=seed,
-        model=loaded.name if loaded is not None else None,
-        version=loaded.version if loaded is not None else None,
+        weights={name: tensor_to_json(p) for name, p in parameters.items()}
+        if parameters is not None
+        else None,
+        **others,
     )

@@ -9,6 +9,7 @@ of"), and readable function names (``operationId`` = the handler's name).
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import shutil
 import subprocess
@@ -28,6 +29,7 @@ GENERATOR = shutil.which("openapi-python-client") or str(BIN / "openapi-python-c
 pytestmark = pytest.mark.skipif(
     not os.access(GENERATOR, os.X_OK), reason="openapi-python-client is not installed"
 )
+BINARY = "application/vnd.safetensors"
 LESSON_TEXTS = ["我爱学习自然语言处理", "我爱机器学习"]
 LESSON_INPUT = [
     [[0.1, 0.2, 0.3, 0.4], [0.5, 0.6, 0.7, 0.8]],
@@ -49,6 +51,9 @@ def generated(service, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mod
     folder = tmp_path_factory.mktemp("generated")
     spec = folder / "openapi.json"
     spec.write_bytes(httpx.get(service.base + "/openapi.json").content)
+    # The generator knows no safetensors: it is told to treat it as any binary body (File).
+    config = folder / "config.json"
+    config.write_text(json.dumps({"content_type_overrides": {BINARY: "application/octet-stream"}}))
     run = subprocess.run(
         [
             GENERATOR,
@@ -57,6 +62,8 @@ def generated(service, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mod
             str(spec),
             "--meta",
             "none",
+            "--config",
+            str(config),
             "--output-path",
             str(folder / "seqlab_client"),
         ],
