@@ -6,7 +6,8 @@ never unpickled.
 An answer holds the route's tensors under the JSON answer's names (``output``, ``hn``,
 ``weights.weight_ih_l0``, …) and the rest of the JSON answer (model, version, tokens, lengths…)
 as a JSON string in the header's ``__metadata__["seqlab"]``. A request holds ``input`` (and
-``h0``, ``c0``) as tensors and the other fields of the JSON request in ``__metadata__["request"]``.
+``h0``, ``c0``) as tensors and the other fields of the JSON request in ``__metadata__["request"]``;
+its tensors never become Python lists.
 """
 
 from __future__ import annotations
@@ -57,9 +58,17 @@ def encode(tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -> bytes:
     return save(ready, metadata={"seqlab": json.dumps(metadata, ensure_ascii=False)})
 
 
-def decode_request(body: bytes, max_elements: int) -> dict[str, Any]:
-    """A safetensors request as the JSON request it stands for: its metadata's ``request``
-    fields, and each tensor as float32 nested lists under its name.
+# What stands in the JSON request for a tensor sent in binary: a valid [1, 1, 1] nesting, so
+# that the request validates as a tensor-form request; the route then hands the service the
+# real tensor (``app.services.tensors.request_tensor``), checked as a JSON one would be.
+PLACEHOLDER = [[[0.0]]]
+
+
+def decode_request(
+    body: bytes, max_elements: int
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """A safetensors request as the JSON request it stands for (its metadata's ``request``
+    fields, a placeholder for each tensor) and its tensors, as float32.
 
     A body that is not safetensors, or a tensor of another name or of integers, is a 422 naming
     the field; more than ``max_elements`` in one tensor a 413 (before its data becomes lists).
@@ -89,8 +98,8 @@ def decode_request(body: bytes, max_elements: int) -> dict[str, Any]:
         if tensor.numel() > max_elements:
             # The same 413 as a JSON tensor this size (the service checks it again).
             raise over_limit("max_tensor_elements", tensor.numel(), max_elements)
-        fields[name] = tensor.float().tolist()
-    return fields
+        fields[name] = PLACEHOLDER
+    return fields, {name: tensor.float() for name, tensor in tensors.items()}
 
 
 def _metadata_request(body: bytes) -> dict[str, Any]:

@@ -78,8 +78,12 @@ def _(request: ScoreRequest) -> bool:
 def _(request: RNNForwardRequest) -> bool:
     if request.return_states:
         return False  # every layer's states are computed one step at a time, in Python
-    if request.input is not None:
-        steps = len(request.input) * max((len(row) for row in request.input), default=0)
+    sent = request.tensors.get("input")  # a binary request's input: its true size
+    if sent is not None or request.input is not None:
+        if sent is not None:
+            steps = sent.shape[0] * sent.shape[1] if sent.dim() == 3 else INLINE_STEPS + 1
+        else:
+            steps = len(request.input) * max((len(row) for row in request.input), default=0)
         hidden = (
             request.rnn.hidden_size * request.rnn.num_layers
             if request.rnn is not None

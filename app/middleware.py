@@ -108,11 +108,9 @@ def media_type(scope: Scope) -> str:
 
 class BinaryTensorRequests:
     """A safetensors body (``application/vnd.safetensors``) to one of ``paths`` goes on as the
-    JSON request it stands for (``app.binary.decode_request``), so that the route validates it
-    exactly as it would the JSON one: same checks, same error answers.
-
-    The binary form's gain is on the wire (4 bytes a float, exact float32 bits) and in its own
-    size limit; the decoded request is built off the event loop.
+    JSON request it stands for (``app.binary.decode_request``: its fields, a placeholder for each
+    tensor), so that the route validates it as it would the JSON one, with its tensors beside it
+    in ``request.state.tensors``. Decoded off the event loop.
     """
 
     def __init__(self, app: ASGIApp, paths: tuple[str, ...], max_elements: int) -> None:
@@ -137,7 +135,7 @@ class BinaryTensorRequests:
             if not message.get("more_body", False):
                 break
         try:
-            fields = await anyio.to_thread.run_sync(
+            fields, tensors = await anyio.to_thread.run_sync(
                 binary.decode_request, b"".join(chunks), self.max_elements
             )
         except (InvalidInputError, LimitExceededError) as error:
@@ -159,7 +157,9 @@ class BinaryTensorRequests:
             delivered = True
             return {"type": "http.request", "body": body, "more_body": False}
 
-        await self.app({**scope, "headers": headers}, json_receive, send)
+        # The tensors themselves travel beside the request (request.state.tensors).
+        state = {**scope.get("state", {}), "tensors": tensors}
+        await self.app({**scope, "headers": headers, "state": state}, json_receive, send)
 
 
 async def _reject(

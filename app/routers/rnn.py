@@ -48,6 +48,9 @@ async def rnn_forward(
     and `c0` may be sent that way too (`Content-Type: application/vnd.safetensors`, the other
     fields in `__metadata__["request"]`).
     """
+    sent = getattr(http.state, "tensors", None)
+    if sent:  # a binary request: its input, h0, c0 (app.middleware.BinaryTensorRequests)
+        request.tensors.update(sent)
     if binary.wants_binary(http.headers.get("accept")):
         result = await infer(state, partial(service.forward, binary=True), request, version)
         return binary_answer(result, result.model, result.version)

@@ -130,9 +130,10 @@ class TensorOut(BaseModel):
 
 
 class BinaryTensors(BaseModel):
-    """An answer that can also be sent as safetensors (``app.binary``): ``tensors`` holds its
-    tensors by name, set by a service asked for the binary form, which then leaves the tensor
-    fields out of the JSON part (they would cost a Python float per element)."""
+    """A request or answer whose tensors may travel as safetensors (``app.binary``): ``tensors``
+    holds them by name. An answer's are set by a service asked for the binary form (which then
+    leaves the tensor fields out of the JSON part: they would cost a Python float per element);
+    a request's by the route, from a binary body."""
 
     _tensors: dict[str, Any] = PrivateAttr(default_factory=dict)
 

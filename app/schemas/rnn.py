@@ -32,7 +32,7 @@ class RNNSpec(StrictModel):
     seed: Seed | None = Field(None, description="Omitted: a random seed, returned in the answer.")
 
 
-class RNNForwardRequest(StrictModel):
+class RNNForwardRequest(StrictModel, BinaryTensors):
     """Text form: `model` + `text`/`texts`. Tensor form: `input` + `rnn` (or a `model`'s layer).
 
     Shapes follow torch: `input` is [seq_len, batch, input_size] ([batch, seq_len, input_size]

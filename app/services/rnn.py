@@ -12,7 +12,7 @@ from app.errors import InvalidInputError
 from app.limits import check_limit, check_texts, check_value
 from app.registry import LoadedModel, ModelRegistry
 from app.schemas.rnn import RNNForwardRequest, RNNForwardResponse, RNNSpec
-from app.services.tensors import tensor_from_json, tensor_to_json
+from app.services.tensors import request_tensor, tensor_to_json
 from app.services.text import encode_texts
 from app.settings import Limits
 from models.seeding import fresh_seed, seeded
@@ -63,11 +63,11 @@ def _initial_state(
     if request.c0 is not None and not is_lstm:
         raise InvalidInputError("c0 is only for an LSTM layer", field="body.c0")
     states = []
-    for name, values in (("h0", request.h0), ("c0", request.c0)):
-        if values is None:
+    given = {name: request_tensor(request, name, limits) for name in ("h0", "c0")}
+    for name, state in given.items():
+        if state is None:
             states.append(torch.zeros(expected, device=device))
             continue
-        state = tensor_from_json(values, name, limits)
         if list(state.shape) != expected:
             raise InvalidInputError(
                 f"{name} has shape {list(state.shape)}; this layer and input need "
@@ -75,7 +75,7 @@ def _initial_state(
                 field=f"body.{name}",
             )
         states.append(state.to(device))
-    if request.h0 is None and request.c0 is None:
+    if given["h0"] is None and given["c0"] is None:
         return None  # torch's own zeros
     return (states[0], states[1]) if is_lstm else states[0]
 
@@ -93,7 +93,8 @@ def forward(
 def _forward_tensor(
     request: RNNForwardRequest, registry: ModelRegistry, limits: Limits, binary: bool
 ) -> RNNForwardResponse:
-    x = tensor_from_json(request.input or [], "input", limits)
+    x = request_tensor(request, "input", limits)
+    assert x is not None  # the tensor form has an input (the request model checks it)
     if x.dim() != 3:
         layout = (
             "[batch, seq_len, input_size]"

@@ -6,8 +6,18 @@ import torch
 
 from app.errors import InvalidInputError
 from app.limits import check_limit
-from app.schemas.common import TensorOut
+from app.schemas.common import BinaryTensors, TensorOut
 from app.settings import Limits
+
+
+def request_tensor(request: BinaryTensors, name: str, limits: Limits) -> torch.Tensor | None:
+    """The request's tensor ``name``: sent in binary (``request.tensors``), or as nested lists
+    in its field of that name; None when it has neither. Both are checked alike."""
+    tensor = request.tensors.get(name)
+    if tensor is not None:
+        return _checked(tensor.float(), name, limits)
+    values = getattr(request, name)
+    return None if values is None else tensor_from_json(values, name, limits)
 
 
 def tensor_from_json(values: list, field: str, limits: Limits) -> torch.Tensor:
@@ -19,6 +29,10 @@ def tensor_from_json(values: list, field: str, limits: Limits) -> torch.Tensor:
             f"{field} is ragged: every list at one depth must have the same length ({error})",
             field=f"body.{field}",
         ) from error
+    return _checked(tensor, field, limits)
+
+
+def _checked(tensor: torch.Tensor, field: str, limits: Limits) -> torch.Tensor:
     check_limit(limits, "max_tensor_elements", tensor.numel())
     if tensor.numel() == 0:
         raise InvalidInputError(

@@ -12,3 +12,15 @@ def test_every_layer_states_are_never_computed_on_the_event_loop():
     assert runs_inline(tensor)
     assert not runs_inline(text.model_copy(update={"return_states": True}))
     assert not runs_inline(tensor.model_copy(update={"return_states": True}))
+
+
+def test_a_binary_input_is_sized_by_its_tensor_not_its_placeholder():
+    import torch
+
+    from app.binary import PLACEHOLDER
+
+    request = RNNForwardRequest(rnn={"input_size": 4, "hidden_size": 2}, input=PLACEHOLDER)
+    request.tensors["input"] = torch.zeros(2, 1, 4)
+    assert runs_inline(request)
+    request.tensors["input"] = torch.zeros(512, 8, 4)
+    assert not runs_inline(request)
