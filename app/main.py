@@ -74,6 +74,10 @@ def configuration_problem(error: Exception, settings: Settings) -> str:
     )
 
 
+# The routes that take a safetensors body (their tensor form's input, h0, c0).
+BINARY_REQUEST_PATHS = ("/rnn/forward",)
+
+
 def operation_id(route: APIRoute) -> str:
     return route.name
 
@@ -129,7 +133,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     publish_security(app, settings)
     limits = settings.limits
     app.add_middleware(
-        BinaryTensorRequests, paths=("/rnn/forward",), max_elements=limits.max_tensor_elements
+        BinaryTensorRequests, paths=BINARY_REQUEST_PATHS, max_elements=limits.max_tensor_elements
     )
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     # Outermost: an oversized body is refused before anything reads it.
@@ -139,6 +143,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # A corpus upload may be bigger; its multipart framing adds a little.
         per_path={"/corpora": ("max_corpus_bytes", limits.max_corpus_bytes + 65_536)},
         body_timeout=settings.body_timeout_seconds,
-        per_media_type={binary.MEDIA_TYPE: ("max_binary_body_bytes", limits.max_binary_body_bytes)},
+        # Binary bodies only where they are read: elsewhere a safetensors label buys nothing.
+        per_path_and_media_type={
+            (path, binary.MEDIA_TYPE): ("max_binary_body_bytes", limits.max_binary_body_bytes)
+            for path in BINARY_REQUEST_PATHS
+        },
     )
     return app

@@ -4,6 +4,7 @@ JSON requests they stand for, and metrics for every request."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 
 import anyio
@@ -14,6 +15,8 @@ from app.errors import InvalidInputError, LimitExceededError, RequestTimeoutErro
 from app.limits import over_limit
 from app.metrics import Metrics
 from app.problems import PROBLEM_MEDIA_TYPE, CarriedError, describe, problem_body
+
+logger = logging.getLogger("seqlab")
 
 
 class BodySizeLimitMiddleware:
@@ -31,7 +34,7 @@ class BodySizeLimitMiddleware:
         max_bytes: int,
         per_path: dict[str, tuple[str, int]] | None = None,
         body_timeout: float = 30.0,
-        per_media_type: dict[str, tuple[str, int]] | None = None,
+        per_path_and_media_type: dict[tuple[str, str], tuple[str, int]] | None = None,
     ) -> None:
         self.app = app
         self.body_timeout = body_timeout
@@ -39,14 +42,16 @@ class BodySizeLimitMiddleware:
         # Routes that take bigger bodies (a corpus upload) have their own named limit, and so do
         # binary bodies (safetensors), denser than JSON.
         self.per_path = per_path or {}
-        self.per_media_type = per_media_type or {}
+        self.per_path_and_media_type = per_path_and_media_type or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit_name, max_bytes = self.per_path.get(scope["path"]) or self.per_media_type.get(
-            media_type(scope), self.default
+        limit_name, max_bytes = (
+            self.per_path.get(scope["path"])
+            or self.per_path_and_media_type.get((scope["path"], media_type(scope)))
+            or self.default
         )
         for key, value in scope["headers"]:
             if key == b"content-length":
@@ -121,6 +126,7 @@ class BinaryTensorRequests:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
             scope["type"] != "http"
+            or scope["method"] != "POST"
             or scope["path"] not in self.paths
             or media_type(scope) != binary.MEDIA_TYPE
         ):
@@ -140,6 +146,17 @@ class BinaryTensorRequests:
             )
         except (InvalidInputError, LimitExceededError) as error:
             await _answer_problem(scope, send, error, close=False)
+            return
+        except Exception as error:  # a body no check foresaw: still the client's, never a 500
+            logger.warning("unreadable safetensors body: %r", error)
+            await _answer_problem(
+                scope,
+                send,
+                InvalidInputError(
+                    f"the body could not be read as safetensors ({error})", field="body"
+                ),
+                close=False,
+            )
             return
         body = json.dumps(fields).encode()
         headers = [

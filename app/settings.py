@@ -47,8 +47,8 @@ class Limits(BaseModel):
         4_194_304,
         ge=1024,
         description="Bytes of one application/vnd.safetensors request body: room for input, "
-        "h0 and c0 at max_tensor_elements float32 each (a JSON body of those would be ~4× "
-        "larger than max_body_bytes allows).",
+        "h0 and c0 at max_tensor_elements float32 each (as JSON they would be ~16 MB, 15× "
+        "what max_body_bytes allows).",
     )
 
 

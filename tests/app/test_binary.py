@@ -180,7 +180,7 @@ def test_bad_binary_bodies_are_problems(shared_client):
         ),
         (
             binary_request({"input": torch.ones(2, 1, 4, dtype=torch.int64)}, {"rnn": LAYER}),
-            "must hold floats, not int64",
+            "must hold floats (F16, BF16, F32 or F64), not I64",
             "body.input",
         ),
         (
@@ -195,8 +195,8 @@ def test_bad_binary_bodies_are_problems(shared_client):
         ),
         (
             binary_request({"input": torch.ones(2, 1, 4)}, {"rnn": LAYER, "input": [[[1.0]]]}),
-            "both as a tensor and in the metadata",
-            "body.input",
+            "must be sent as a tensor, not in the metadata",
+            "body.__metadata__.request.input",
         ),
     ]
     for content, detail, field in cases:
@@ -238,3 +238,89 @@ def test_a_model_form_answer_names_the_model(client):
     )
     assert response.headers["seqlab-model"] == "lesson@1"
     assert metadata(response.content)["model"] == "lesson"
+
+
+def raw_safetensors(header: dict | bytes, data: bytes = b"") -> bytes:
+    text = header if isinstance(header, bytes) else json.dumps(header).encode()
+    return len(text).to_bytes(8, "little") + text + data
+
+
+def test_hostile_headers_are_refused_before_any_tensor_is_built(make_client):
+    client = make_client(limits=Limits(max_tensor_elements=64))
+    deep = "[" * 30_000 + "]" * 30_000  # within the header limit, past the recursion limit
+    cases = [
+        # A metadata string nested past Python's recursion limit: a 422, not a 500.
+        (save({"input": torch.ones(2, 1, 4)}, metadata={"request": deep}), 422, "not JSON"),
+        # The metadata may not smuggle a tensor past max_body_bytes as nested lists.
+        (
+            save({}, metadata={"request": json.dumps({"rnn": LAYER, "input": [[[1.0] * 4]]})}),
+            422,
+            "must be sent as a tensor",
+        ),
+        # A header declaring more elements than the limit: refused from the header alone.
+        (
+            raw_safetensors(
+                {"input": {"dtype": "F32", "shape": [100, 1, 4], "data_offsets": [0, 0]}}
+            ),
+            413,
+            "max_tensor_elements",
+        ),
+        # Thousands of declared tensors: a header over its own small limit.
+        (
+            raw_safetensors(
+                {
+                    f"t{i}": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}
+                    for i in range(5_000)
+                }
+            ),
+            422,
+            "at most 65536",
+        ),
+        (raw_safetensors(b"[1, 2]"), 422, "not an object"),
+        (raw_safetensors(b"{not json"), 422, "not JSON"),
+        (b"1234", 422, "too short"),
+    ]
+    for content, status, words in cases:
+        body = problem(post_binary(client, content), status)
+        assert words in json.dumps(body, ensure_ascii=False), body
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_requests_are_read_as_float32(shared_client, dtype):
+    x = torch.tensor(LESSON_INPUT, dtype=dtype)
+    as_json = shared_client.post(
+        "/rnn/forward", json={"rnn": LAYER, "input": x.float().tolist()}
+    ).json()
+    response = post_binary(shared_client, binary_request({"input": x}, {"rnn": LAYER}))
+    assert response.status_code == 200, response.text
+    assert response.json() == as_json
+
+
+def test_a_binary_request_through_a_models_layer(client):
+    assert client.post("/models", json=LESSON_MODEL).status_code == 201
+    x = torch.tensor(LESSON_INPUT)
+    as_json = client.post("/rnn/forward", json={"model": "lesson", "input": LESSON_INPUT}).json()
+    response = client.post(
+        "/rnn/forward",
+        content=binary_request({"input": x}, {"model": "lesson"}),
+        headers={"content-type": BINARY, "accept": BINARY},
+    )
+    assert response.headers["seqlab-model"] == "lesson@1"
+    assert torch.equal(load(response.content)["output"], values(as_json["output"]))
+
+
+def test_a_json_request_after_a_binary_one_never_sees_its_tensors(shared_client):
+    ok = post_binary(shared_client, binary_request({"input": torch.ones(2, 1, 4)}, {"rnn": LAYER}))
+    assert ok.status_code == 200
+    # The placeholder a binary request stands on, sent as JSON, is only what it says: [1, 1, 1].
+    body = problem(shared_client.post("/rnn/forward", json={"rnn": LAYER, "input": [[[0.0]]]}), 422)
+    assert "input_size is 4" in body["detail"]
+
+
+def test_only_the_binary_route_reads_big_binary_bodies(make_client):
+    client = make_client(limits=Limits(max_body_bytes=4096, max_binary_body_bytes=65_536))
+    big = binary_request({"input": torch.ones(400, 2, 4)}, {"rnn": LAYER})  # ~12.9 kB
+    body = problem(post_binary(client, big, "/embed"), 413)
+    assert body["limit"] == "max_body_bytes"
+    response = client.request("GET", "/rnn/forward", content=big, headers={"content-type": BINARY})
+    assert response.status_code in (405, 413)  # never decoded for another method
