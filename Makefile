@@ -57,6 +57,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.wikitext
 	$(BIN)/python -m bench.chinese_lm
 	$(BIN)/python -m bench.page
+	$(BIN)/python -m bench.binary
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
