@@ -13,6 +13,7 @@ its tensors never become Python lists.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import torch
@@ -25,6 +26,13 @@ from app.limits import over_limit
 MEDIA_TYPE = "application/vnd.safetensors"
 # The request fields that are tensors; every other field comes from the metadata.
 REQUEST_TENSORS = ("input", "h0", "c0")
+# The header of a request: three tensor entries and a metadata string of the other fields.
+MAX_HEADER_BYTES = 65_536
+FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}
+# What stands in the JSON request for a tensor sent in binary: a valid [1, 1, 1] nesting, so
+# that the request validates as a tensor-form request; the route then hands the service the
+# real tensor (``app.services.tensors.request_tensor``), checked as a JSON one would be.
+PLACEHOLDER = [[[0.0]]]
 
 
 def wants_binary(accept: str | None) -> bool:
@@ -43,9 +51,10 @@ def wants_binary(accept: str | None) -> bool:
             name, _, value = parameter.partition("=")
             if name.strip().lower() == "q":
                 try:
-                    q = min(max(float(value), 0.0), 1.0)
+                    q = float(value)
                 except ValueError:
                     q = 0.0
+                q = min(max(q, 0.0), 1.0) if math.isfinite(q) else 0.0
         for candidate in best:
             specificity = (
                 2
@@ -65,17 +74,6 @@ def encode(tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -> bytes:
     """Tensors (float32 or int64, on the CPU) and the answer's other fields, as safetensors."""
     ready = {name: tensor.detach().contiguous().cpu() for name, tensor in tensors.items()}
     return save(ready, metadata={"seqlab": json.dumps(metadata, ensure_ascii=False)})
-
-
-# What stands in the JSON request for a tensor sent in binary: a valid [1, 1, 1] nesting, so
-# that the request validates as a tensor-form request; the route then hands the service the
-# real tensor (``app.services.tensors.request_tensor``), checked as a JSON one would be.
-PLACEHOLDER = [[[0.0]]]
-
-
-# The header of a request: three tensor entries and a metadata string of the other fields.
-MAX_HEADER_BYTES = 65_536
-FLOAT_DTYPES = {"F16", "BF16", "F32", "F64"}
 
 
 def decode_request(

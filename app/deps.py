@@ -86,7 +86,8 @@ def needs_key(path: str, method: str, operation: dict, settings: Settings) -> bo
 
 
 def publish_security(app: FastAPI, settings: Settings) -> None:
-    """Make the spec say what the running settings enforce: bearer security and its 401."""
+    """Make the spec say what the running settings enforce: bearer security and its 401; and
+    type every problem answer under the media type it is sent as (``problem_media_type_only``)."""
     generate = app.openapi
     unauthorized = responses_for(UnauthorizedError)[401]
 

@@ -28,7 +28,8 @@ INLINE_HIDDEN_UNITS = 512
 
 # Before its body is read, a request is judged by its size: an inference request whose body is
 # at most this is counted as small at the door (app.connections); 2,000 characters of JSON
-# text are at most ~6 KB, tensors of 64 steps a few KB.
+# text are at most ~6 KB, JSON tensors of 64 steps a few KB. (16 KB of safetensors holds ~4,000
+# floats: such a request is judged again by its tensor's real size, in runs_inline.)
 SMALL_BODY_BYTES = 16_384
 INFERENCE_PATHS = frozenset(
     {b"/tokenize", b"/embed", b"/rnn/forward", b"/dataset/preview", b"/predict", b"/generate"}
@@ -81,7 +82,9 @@ def _(request: RNNForwardRequest) -> bool:
     sent = request.tensors.get("input")  # a binary request's input: its true size
     if sent is not None or request.input is not None:
         if sent is not None:
-            steps = sent.shape[0] * sent.shape[1] if sent.dim() == 3 else INLINE_STEPS + 1
+            if sent.dim() != 3:
+                return False  # a shape error, answered from a thread like any other
+            steps = sent.shape[0] * sent.shape[1]
         else:
             steps = len(request.input) * max((len(row) for row in request.input), default=0)
         hidden = (

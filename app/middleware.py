@@ -1,5 +1,5 @@
-"""The ASGI middlewares: request bodies within their limit, binary tensor requests read as the
-JSON requests they stand for, and metrics for every request."""
+"""The ASGI middlewares: request bodies within their limit, binary tensor requests read into
+their fields and their tensors, and metrics for every request."""
 
 from __future__ import annotations
 
@@ -17,11 +17,17 @@ from app.metrics import Metrics
 from app.problems import PROBLEM_MEDIA_TYPE, CarriedError, describe, problem_body
 
 logger = logging.getLogger("seqlab")
+# A safetensors body up to this size is decoded on the event loop (like a small JSON body).
+SMALL_BINARY_BYTES = 16_384
 
 
 class BodySizeLimitMiddleware:
-    """Answer 413 to bodies over ``max_bytes``, by Content-Length or while streaming, and 408
+    """Answer 413 to bodies over their limit, by Content-Length or while streaming, and 408
     to a body that stalls for ``body_timeout`` seconds between two of its chunks.
+
+    The limit is ``max_bytes``, or a route's own (``per_path``: a corpus upload), or, for a
+    POST of a given media type to a given route, that one's (``per_path_and_media_type``:
+    safetensors to ``/rnn/forward``).
 
     uvicorn has neither of its own, so without this a client could make the service buffer any
     amount of memory, or hold a connection (and a task) by sending a body short of its
@@ -33,8 +39,8 @@ class BodySizeLimitMiddleware:
         app: ASGIApp,
         max_bytes: int,
         per_path: dict[str, tuple[str, int]] | None = None,
-        body_timeout: float = 30.0,
         per_path_and_media_type: dict[tuple[str, str], tuple[str, int]] | None = None,
+        body_timeout: float = 30.0,
     ) -> None:
         self.app = app
         self.body_timeout = body_timeout
@@ -50,7 +56,10 @@ class BodySizeLimitMiddleware:
             return
         limit_name, max_bytes = (
             self.per_path.get(scope["path"])
-            or self.per_path_and_media_type.get((scope["path"], media_type(scope)))
+            or (
+                scope["method"] == "POST"
+                and self.per_path_and_media_type.get((scope["path"], media_type(scope)))
+            )
             or self.default
         )
         for key, value in scope["headers"]:
@@ -140,10 +149,14 @@ class BinaryTensorRequests:
             chunks.append(message.get("body", b""))
             if not message.get("more_body", False):
                 break
+        body = b"".join(chunks)
         try:
-            fields, tensors = await anyio.to_thread.run_sync(
-                binary.decode_request, b"".join(chunks), self.max_elements
-            )
+            if len(body) <= SMALL_BINARY_BYTES:  # microseconds: a thread hop would cost more
+                fields, tensors = binary.decode_request(body, self.max_elements)
+            else:
+                fields, tensors = await anyio.to_thread.run_sync(
+                    binary.decode_request, body, self.max_elements
+                )
         except (InvalidInputError, LimitExceededError) as error:
             await _answer_problem(scope, send, error, close=False)
             return
@@ -158,7 +171,7 @@ class BinaryTensorRequests:
                 close=False,
             )
             return
-        body = json.dumps(fields).encode()
+        body = json.dumps(fields).encode()  # the other fields and placeholders: small
         headers = [
             (key, value)
             for key, value in scope["headers"]
@@ -174,9 +187,12 @@ class BinaryTensorRequests:
             delivered = True
             return {"type": "http.request", "body": body, "more_body": False}
 
-        # The tensors themselves travel beside the request (request.state.tensors).
-        state = {**scope.get("state", {}), "tensors": tensors}
-        await self.app({**scope, "headers": headers, "state": state}, json_receive, send)
+        # The tensors themselves travel beside the request (request.state.tensors). The scope
+        # is changed in place: the router writes the matched route into it, which the metrics
+        # middleware outside reads for its label.
+        scope["headers"] = headers
+        scope.setdefault("state", {})["tensors"] = tensors
+        await self.app(scope, json_receive, send)
 
 
 async def _reject(

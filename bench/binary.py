@@ -26,6 +26,7 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -34,6 +35,10 @@ from safetensors.torch import load, save
 from bench.servers import HOST, start_server, stop_server
 
 BINARY = "application/vnd.safetensors"
+# A case: the body (or what builds it, timed with the request), its type, the Accept, and how
+# the client turns the answer into a tensor.
+Body = bytes | Callable[[], bytes]
+Decode = Callable[[bytes], torch.Tensor]
 
 
 def post(
@@ -52,7 +57,7 @@ def post(
     return content
 
 
-def answer_case(binary: bool) -> tuple[bytes, str, str, callable]:
+def answer_case(binary: bool) -> tuple[Body, str, str, Decode]:
     x = torch.rand(512, 8, 4, generator=torch.Generator().manual_seed(0))
     body = json.dumps({"rnn": {"input_size": 4, "hidden_size": 64, "seed": 0}, "input": x.tolist()})
     if binary:
@@ -65,7 +70,7 @@ def answer_case(binary: bool) -> tuple[bytes, str, str, callable]:
     )
 
 
-def request_case(binary: bool) -> tuple[bytes, str, str, callable]:
+def request_case(binary: bool) -> tuple[Body, str, str, Decode]:
     x = torch.rand(512, 8, 64, generator=torch.Generator().manual_seed(0))
     layer = {"input_size": 64, "hidden_size": 4, "seed": 0}
 

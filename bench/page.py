@@ -23,9 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.browser import CHROMIUM_FLAGS, chromium
 from bench.servers import start_server, stop_server
 
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 PAINT = "performance.getEntriesByName('first-contentful-paint')[0]?.startTime ?? null"
 BYTES = (
     "performance.getEntriesByType('resource').reduce((n, r) => n + r.transferSize, 0)"
@@ -76,7 +76,7 @@ def main() -> None:
         try:
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(
-                    executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS
+                    executable_path=chromium(), args=CHROMIUM_FLAGS
                 )
                 # A warm service, as the goal says: one untimed visit of each page first (the
                 # first request compresses plotly.js, the first forward loads the layer).

@@ -18,10 +18,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+from bench.browser import CHROMIUM_FLAGS, chromium
 from bench.servers import start_server, stop_server
 
 OUTPUT = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 TRAINING_TIMEOUT = 600
 
 
@@ -58,7 +58,7 @@ def main() -> None:
             wait_for_demo_model(server.url)
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(
-                    executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS
+                    executable_path=chromium(), args=CHROMIUM_FLAGS
                 )
                 page = browser.new_page(viewport={"width": 1200, "height": 900})
                 page.set_default_timeout(120_000)

@@ -1,9 +1,8 @@
 // 2 · Vocabulary (paged), embedding vectors as a heatmap, nearest words of a clicked token.
 import { call, query } from "./api.js";
 import { bars, heatmap } from "./plots.js";
-import { element, model, modelFields, onSubmit, version } from "./session.js";
+import { $, element, model, modelFields, onSubmit, version } from "./session.js";
 
-const $ = (id) => document.getElementById(id);
 const PAGE = 50;
 let offset = 0;
 

@@ -6,11 +6,10 @@ import * as nextWord from "./nextword.js";
 import { plotly } from "./plots.js";
 import * as rnn from "./rnn.js";
 import * as segment from "./segment.js";
-import { onModelsChanged, refreshModels } from "./session.js";
+import { $, onModelsChanged, refreshModels } from "./session.js";
 import * as train from "./train.js";
 import * as windows from "./windows.js";
 
-const $ = (id) => document.getElementById(id);
 
 async function showStatus() {
   try {

@@ -1,7 +1,6 @@
 // 7 · The registry: every model with its versions, sizes, device and metrics; pin a version.
-import { element, pin } from "./session.js";
+import { $, element, pin } from "./session.js";
 
-const $ = (id) => document.getElementById(id);
 
 const formatCount = (n) => (n >= 1e6 ? `${(n / 1e6).toFixed(1)} M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)} k` : String(n));
 

@@ -1,9 +1,8 @@
 // 5 · Next word: top-k probabilities, generation streamed token by token, per-token surprisal.
 import { call, events, Problem, send, showProblem } from "./api.js";
 import { bars } from "./plots.js";
-import { element, modelFields, onSubmit } from "./session.js";
+import { $, element, modelFields, onSubmit } from "./session.js";
 
-const $ = (id) => document.getElementById(id);
 
 export function setUp() {
   onSubmit($("predict-form"), predict);

@@ -2,9 +2,8 @@
 // hn/cn with their shapes, the lesson's fact output[-1] == hn[-1], padding, and the weights.
 import { call } from "./api.js";
 import { heatmap } from "./plots.js";
-import { element, modelFields, onSubmit } from "./session.js";
+import { $, element, modelFields, onSubmit } from "./session.js";
 
-const $ = (id) => document.getElementById(id);
 const tensorForm = () => document.querySelector("input[name=rnn-form]:checked").value === "tensor";
 
 export function setUp() {

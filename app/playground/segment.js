@@ -1,8 +1,7 @@
 // 1 · Segment: tokens as chips over the text, ids from the model's vocabulary, OOV marked.
 import { call } from "./api.js";
-import { element, modelFields, onSubmit } from "./session.js";
+import { $, element, modelFields, onSubmit } from "./session.js";
 
-const $ = (id) => document.getElementById(id);
 
 const SETTINGS = ["mode", "hmm", "normalization", "lowercase", "drop-whitespace", "drop-punctuation"];
 

@@ -1,8 +1,11 @@
 // What every section shares: the model and version picked in the header, and the model list.
 import { call } from "./api.js";
 
-const modelInput = () => document.getElementById("model");
-const versionInput = () => document.getElementById("version");
+/** The element with this id. */
+export const $ = (id) => document.getElementById(id);
+
+const modelInput = () => $("model");
+const versionInput = () => $("version");
 
 export function model() {
   return modelInput().value.trim();
@@ -35,8 +38,8 @@ export function onModelsChanged(listener) {
 
 /** Fetch the model list, fill the picker's suggestions and tell every listener. */
 export async function refreshModels() {
-  const { models } = await call("GET", "/models", undefined, document.getElementById("models-result"));
-  const names = document.getElementById("model-names");
+  const { models } = await call("GET", "/models", undefined, $("models-result"));
+  const names = $("model-names");
   names.replaceChildren(
     ...models.map((m) => Object.assign(document.createElement("option"), { value: m.name })),
   );

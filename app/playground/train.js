@@ -2,9 +2,8 @@
 // job's event stream (with the unigram baseline), cancel it, list jobs.
 import { call, events, Problem, send, showProblem } from "./api.js";
 import { extend, lines } from "./plots.js";
-import { element, onSubmit, pin, refreshModels } from "./session.js";
+import { $, element, onSubmit, pin, refreshModels } from "./session.js";
 
-const $ = (id) => document.getElementById(id);
 const number = (id) => Number($(id).value);
 let watching = null; // {jobId, controller}
 let known = new Set(); // model names in the registry

@@ -1,9 +1,8 @@
 // 4 · The lesson's dataset: windows x = ids[i:i+L] → y = ids[i+1:i+L+1] drawn as aligned rows
 // under the sequence, each coloured by the batch the loader puts it in.
 import { call } from "./api.js";
-import { element, modelFields, onSubmit } from "./session.js";
+import { $, element, modelFields, onSubmit } from "./session.js";
 
-const $ = (id) => document.getElementById(id);
 const number = (id) => Number($(id).value);
 
 export function setUp() {

@@ -102,6 +102,13 @@ def name_model(response: Response, name: str, version: int) -> None:
     response.headers["Seqlab-Model"] = f"{name}@{version}"
 
 
+# The fields of an answer that go out as tensors in the binary form.
+TENSOR_FIELDS = ("output", "hn", "cn", "states", "weights", "vectors")
+# How the spec shows a safetensors body (an answer of the tensor routes, a request of
+# /rnn/forward's tensor form).
+BINARY_MEDIA = {binary.MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}
+
+
 def binary_answer(result: BinaryTensors, model: str | None, version: int | None) -> Response:
     """The answer as safetensors: its tensors, and its other fields as JSON metadata."""
     metadata = result.model_dump(mode="json", exclude_none=True, exclude=set(TENSOR_FIELDS))
@@ -109,18 +116,6 @@ def binary_answer(result: BinaryTensors, model: str | None, version: int | None)
     if model is not None and version is not None:
         name_model(response, model, version)
     return response
-
-
-# The fields of an answer that go out as tensors in the binary form.
-TENSOR_FIELDS = ("output", "hn", "cn", "states", "weights", "vectors")
-
-# What the tensor routes document besides JSON: the same answer as safetensors.
-BINARY_ANSWER = {
-    binary.MEDIA_TYPE: {
-        "schema": {"type": "string", "format": "binary"},
-        "example": None,
-    }
-}
 
 
 def json_answer(result: BaseModel, model: str | None, version: int | None) -> Response:

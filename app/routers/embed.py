@@ -8,7 +8,7 @@ from app.deps import READ_ONLY, InferenceState, ReadState
 from app.errors import NotFoundError, OverloadedError
 from app.problems import responses_for
 from app.routers import (
-    BINARY_ANSWER,
+    BINARY_MEDIA,
     INFERENCE_ERRORS,
     QueryVersion,
     binary_answer,
@@ -25,7 +25,7 @@ router = APIRouter(tags=["embeddings"])
 @router.post(
     "/embed",
     response_model=EmbedResponse,
-    responses={**INFERENCE_ERRORS, 200: {"content": BINARY_ANSWER}},
+    responses={**INFERENCE_ERRORS, 200: {"content": BINARY_MEDIA}},
     openapi_extra=READ_ONLY,
 )
 async def embed(

@@ -9,10 +9,12 @@ request, and kept in memory (≈1.4 MB). The page and its modules are revalidate
 from __future__ import annotations
 
 import gzip
+import hashlib
 from functools import cache
 from importlib.metadata import version
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import FileResponse
@@ -34,21 +36,28 @@ NO_CACHE = {"Cache-Control": "no-cache"}
 class RevalidatedFiles(StaticFiles):
     """The page's modules and stylesheet, revalidated on every load (ETag → 304)."""
 
-    def file_response(self, *args, **kwargs) -> Response:
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
         response = super().file_response(*args, **kwargs)
         response.headers.update(NO_CACHE)
         return response
 
 
 @router.get("/")
-async def page() -> FileResponse:
-    return FileResponse(PAGE_DIR / "index.html", headers=NO_CACHE)
+async def page(request: Request) -> Response:
+    """The page itself (10 KB): revalidated on every load, a 304 while it is unchanged."""
+    content = (PAGE_DIR / "index.html").read_bytes()
+    etag = f'"{hashlib.sha256(content).hexdigest()[:20]}"'
+    headers = {**NO_CACHE, "ETag": etag}
+    if _matches(request.headers.get("if-none-match", ""), etag):
+        return Response(status_code=304, headers=headers)
+    return Response(content, media_type="text/html; charset=utf-8", headers=headers)
 
 
 @cache
-def _plotly_bytes() -> tuple[bytes, bytes]:
+def _plotly_bytes() -> tuple[bytes, bytes, str]:
+    """plotly.js as shipped, gzipped, and its version (for the ETags)."""
     raw = PLOTLY_JS.read_bytes()
-    return raw, gzip.compress(raw, compresslevel=6, mtime=0)
+    return raw, gzip.compress(raw, compresslevel=6, mtime=0), version("plotly")
 
 
 def _matches(if_none_match: str, etag: str) -> bool:
@@ -60,10 +69,10 @@ def _matches(if_none_match: str, etag: str) -> bool:
 @router.get("/playground/vendor/plotly.min.js")
 def plotly_js(request: Request) -> Response:
     # A sync route: the one-time compression runs in the thread pool, not on the event loop.
-    raw, compressed = _plotly_bytes()
+    raw, compressed, plotly_version = _plotly_bytes()
     gzipped = "gzip" in request.headers.get("accept-encoding", "")
     # One tag per body: the gzipped and the plain bytes are different representations.
-    etag = f'"plotly-{version("plotly")}{"-gzip" if gzipped else ""}"'
+    etag = f'"plotly-{plotly_version}{"-gzip" if gzipped else ""}"'
     headers = {"ETag": etag, "Cache-Control": "public, max-age=86400", "Vary": "Accept-Encoding"}
     if _matches(request.headers.get("if-none-match", ""), etag):
         return Response(status_code=304, headers=headers)
@@ -82,6 +91,7 @@ async def sample(name: str) -> FileResponse:
 
 
 def install_playground(app: FastAPI) -> None:
+    """Serve the page at ``/`` and its files under ``/playground``."""
     app.include_router(router)
     # After the routes above, so that /playground/vendor and /playground/samples reach them.
     app.mount("/playground", RevalidatedFiles(directory=PAGE_DIR), name="playground")

@@ -5,7 +5,7 @@ from fastapi import APIRouter, Request, Response
 from app import binary
 from app.deps import READ_ONLY, InferenceState
 from app.routers import (
-    BINARY_ANSWER,
+    BINARY_MEDIA,
     INFERENCE_ERRORS,
     QueryVersion,
     binary_answer,
@@ -19,23 +19,14 @@ router = APIRouter(tags=["recurrent layer"])
 
 # The tensor form may also come as safetensors: `input` (and `h0`, `c0`) as tensors, the other
 # fields as JSON in the header's __metadata__["request"] (app.binary).
-BINARY_REQUEST = {
-    "requestBody": {
-        "content": {
-            binary.MEDIA_TYPE: {
-                "schema": {"type": "string", "format": "binary"},
-                "example": None,
-            }
-        }
-    }
-}
+BINARY_REQUEST = {"requestBody": {"content": BINARY_MEDIA}}
 
 
 @router.post(
     "/rnn/forward",
     response_model=RNNForwardResponse,
     response_model_exclude_none=True,
-    responses={**INFERENCE_ERRORS, 200: {"content": BINARY_ANSWER}},
+    responses={**INFERENCE_ERRORS, 200: {"content": BINARY_MEDIA}},
     openapi_extra=READ_ONLY | BINARY_REQUEST,
 )
 async def rnn_forward(

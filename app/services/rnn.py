@@ -1,4 +1,6 @@
-"""``POST /rnn/forward``: a recurrent layer's ``output``, ``hn`` and ``cn``, shapes and values."""
+"""``POST /rnn/forward``: a recurrent layer's ``output``, ``hn`` and ``cn`` (and with
+``return_states`` every layer's state at every step), shapes and values, as JSON lists or, for
+the binary form, as tensors."""
 
 from __future__ import annotations
 
@@ -134,13 +136,14 @@ def _forward_tensor(
     check_limit(limits, "max_tokens_per_forward", seq_len * batch)
     check_limit(limits, "max_tensor_elements", seq_len * batch * layer.hidden_size)
     hidden = _initial_state(request, layer, batch, limits, device)
+    _check_states_size(request, layer, seq_len, batch, limits)
     layer_input = seq_first.transpose(0, 1) if layer.batch_first else seq_first
     output, state = layer(layer_input.to(device), hidden)
     if layer.batch_first != request.batch_first:
         output = output.transpose(0, 1)
     states = None
     if request.return_states:
-        states = _every_layer_state(layer, seq_first.to(device), hidden, None, limits)
+        states = _every_layer_state(layer, seq_first.to(device), hidden, None)
     response = _response(
         request,
         layer,
@@ -173,6 +176,7 @@ def _forward_texts(
     for row, token_ids in enumerate(encoded.ids):
         ids[row, : len(token_ids)] = torch.tensor(token_ids)
     hidden = _initial_state(request, layer, len(texts), limits, loaded.device)
+    _check_states_size(request, layer, longest, len(texts), limits)
     initial = "given" if hidden is not None else "zeros"
     if hidden is None and loaded.eos_id is not None:
         # A fresh text: where every text began in training, after the <eos> that ends the last.
@@ -188,7 +192,7 @@ def _forward_texts(
     states = None
     if request.return_states:
         embedded = loaded.model.embed(ids.to(loaded.device)).transpose(0, 1)  # (seq, batch, emb)
-        states = _every_layer_state(layer, embedded, hidden, lengths, limits)
+        states = _every_layer_state(layer, embedded, hidden, lengths)
     response = _response(
         request, layer, output, state, limits=limits, loaded=loaded, states=states, binary=binary
     )
@@ -199,12 +203,21 @@ def _forward_texts(
     return response
 
 
+def _check_states_size(
+    request: RNNForwardRequest, layer: nn.RNNBase, seq_len: int, batch: int, limits: Limits
+) -> None:
+    """``return_states``' answer, [num_layers, seq_len, batch, hidden], within the tensor limit:
+    checked before any forward pass runs."""
+    if request.return_states:
+        size = layer.num_layers * seq_len * batch * layer.hidden_size
+        check_limit(limits, "max_tensor_elements", size)
+
+
 def _every_layer_state(
     layer: nn.RNNBase,
     inputs: torch.Tensor,
     hidden: torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None,
     lengths: list[int] | None,
-    limits: Limits,
 ) -> torch.Tensor:
     """Every layer's hidden state after every step: ``(num_layers, seq, batch, hidden)``.
 
@@ -214,9 +227,6 @@ def _every_layer_state(
     does) and shows zeros past its end, as ``output`` does. ``inputs``: ``(seq, batch, input)``.
     """
     seq_len, batch = inputs.shape[:2]
-    check_limit(
-        limits, "max_tensor_elements", layer.num_layers * seq_len * batch * layer.hidden_size
-    )
     states = inputs.new_zeros(layer.num_layers, seq_len, batch, layer.hidden_size)
     alive = torch.ones(seq_len, batch, dtype=torch.bool, device=inputs.device)
     if lengths is not None:

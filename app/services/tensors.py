@@ -1,4 +1,5 @@
-"""Tensors to and from JSON, with the checks a user's nested lists need."""
+"""A request's tensors (JSON nested lists, or sent as safetensors) with the checks every one
+gets, and tensors to JSON for answers."""
 
 from __future__ import annotations
 

@@ -99,6 +99,9 @@ def test_embed_answers_padded_vectors_and_lengths(shared_client):
         (f"{BINARY}, application/json;q=0.5", True),
         (f"application/json, {BINARY};q=0.5", False),
         (f"application/json, {BINARY}", False),  # a tie: JSON
+        (f"{BINARY}, application/json;q=0, */*", True),  # the most specific range decides
+        (f"{BINARY};q=nan", False),
+        (f"{BINARY};q=2, application/json", False),  # q is at most 1: a tie
         ("*/*", False),
         (None, False),
     ],
@@ -322,5 +325,23 @@ def test_only_the_binary_route_reads_big_binary_bodies(make_client):
     big = binary_request({"input": torch.ones(400, 2, 4)}, {"rnn": LAYER})  # ~12.9 kB
     body = problem(post_binary(client, big, "/embed"), 413)
     assert body["limit"] == "max_body_bytes"
+    # Nor another method of the binary route: the JSON limit, never decoded.
     response = client.request("GET", "/rnn/forward", content=big, headers={"content-type": BINARY})
-    assert response.status_code in (405, 413)  # never decoded for another method
+    assert problem(response, 413)["limit"] == "max_body_bytes"
+
+
+def test_binary_requests_are_counted_under_their_route(shared_client):
+    def count() -> float:
+        for line in shared_client.get("/metrics").text.splitlines():
+            if (
+                line.startswith("seqlab_requests_total{")
+                and 'route="/rnn/forward"' in line
+                and 'status="200"' in line
+            ):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    before = count()
+    ok = post_binary(shared_client, binary_request({"input": torch.ones(2, 1, 4)}, {"rnn": LAYER}))
+    assert ok.status_code == 200
+    assert count() == before + 1

@@ -132,6 +132,8 @@ def test_pages_ignore_query_parameters_and_modules_are_revalidated(service):
     page = httpx.get(service.base + "/?utm_source=x")
     assert page.status_code == 200
     assert page.headers["cache-control"] == "no-cache"
+    unchanged = httpx.get(service.base + "/", headers={"if-none-match": page.headers["etag"]})
+    assert unchanged.status_code == 304
     module = httpx.get(service.base + "/playground/main.js")
     assert module.status_code == 200
     assert module.headers["cache-control"] == "no-cache"
