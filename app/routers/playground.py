@@ -42,11 +42,17 @@ class RevalidatedFiles(StaticFiles):
         return response
 
 
+@cache
+def _page_bytes() -> tuple[bytes, str]:
+    """The page (10 KB) and its ETag, read once: a release's files do not change under it."""
+    content = (PAGE_DIR / "index.html").read_bytes()
+    return content, f'"{hashlib.sha256(content).hexdigest()[:20]}"'
+
+
 @router.get("/")
 async def page(request: Request) -> Response:
-    """The page itself (10 KB): revalidated on every load, a 304 while it is unchanged."""
-    content = (PAGE_DIR / "index.html").read_bytes()
-    etag = f'"{hashlib.sha256(content).hexdigest()[:20]}"'
+    """The page itself: revalidated on every load, a 304 while it is unchanged."""
+    content, etag = _page_bytes()
     headers = {**NO_CACHE, "ETag": etag}
     if _matches(request.headers.get("if-none-match", ""), etag):
         return Response(status_code=304, headers=headers)

@@ -49,8 +49,8 @@ class StrictModel(BaseModel):
     @model_validator(mode="wrap")
     @classmethod
     def _integer_valued_numbers(cls, data: Any, handler: ModelWrapValidatorHandler) -> Any:
-        # Tried only after a failure, so a valid request pays nothing: the integer fields'
-        # integer-valued floats become ints, and the request is validated once more.
+        # Tried only after a failure (a valid request pays one function call): the integer
+        # fields' integer-valued floats become ints, and the request is validated once more.
         try:
             return handler(data)
         except ValidationError as error:

@@ -44,34 +44,22 @@ def embed(
     check_limit(limits, "max_tokens_per_forward", total)
     check_limit(limits, "max_tensor_elements", total * loaded.config.embedding_dim)
     flat = torch.tensor([i for row in ids for i in row], device=loaded.device)
-    if binary:
-        rows = loaded.model.embed(flat).float().cpu().split([len(row) for row in ids])
-        response = EmbedResponse.model_construct(
-            model=loaded.name,
-            version=loaded.version,
-            dim=loaded.config.embedding_dim,
-            tokens=tokens,
-            ids=ids,
-            oov=oov,
-        )
-        response.tensors["vectors"] = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True)
-        response.tensors["lengths"] = torch.tensor([len(row) for row in ids], dtype=torch.int64)
-        return response
-    vectors = loaded.model.embed(flat).float().cpu().tolist()  # (total, dim)
-    nested: list[list[list[float]]] = []
-    start = 0
-    for row in ids:
-        nested.append(vectors[start : start + len(row)])
-        start += len(row)
-    return EmbedResponse(
-        model=loaded.name,
-        version=loaded.version,
-        dim=loaded.config.embedding_dim,
-        tokens=tokens,
-        ids=ids,
-        oov=oov,
-        vectors=nested,
-    )
+    lengths = [len(row) for row in ids]
+    rows = loaded.model.embed(flat).float().cpu().split(lengths)  # one (length, dim) per text
+    fields = {
+        "model": loaded.name,
+        "version": loaded.version,
+        "dim": loaded.config.embedding_dim,
+        "tokens": tokens,
+        "ids": ids,
+        "oov": oov,
+    }
+    if not binary:
+        return EmbedResponse(**fields, vectors=[row.tolist() for row in rows])
+    response = EmbedResponse.model_construct(**fields)
+    response.tensors["vectors"] = torch.nn.utils.rnn.pad_sequence(list(rows), batch_first=True)
+    response.tensors["lengths"] = torch.tensor(lengths, dtype=torch.int64)
+    return response
 
 
 # The embedding rows scaled to unit length, once per loaded version (versions never change in
