@@ -12,7 +12,7 @@ TORCH_INDEX ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.seqlab-installed
 
-.PHONY: serve test test-deps lint format bench clean
+.PHONY: serve test test-deps lint format bench clean gpu-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,15 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.chinese_lm
 	$(BIN)/python -m bench.page
 	$(BIN)/python -m bench.binary
+
+# The GPU path, checked (docs/gpu-check.md): builds .gpu/ here (wheels for the GPU machine's
+# Python 3.12 pinned to .venv's versions, and wrk), then prints what to run on that machine.
+gpu-check: $(STAMP)
+	PYTHON=$(BIN)/python bash scripts/gpu_wheels.sh
+	@echo
+	@echo 'Now, on the GPU machine (the device tool), from the repository root:'
+	@echo '  run(command="bash scripts/gpu_check.sh", carry=[".gpu"], timeout_s=540)'
+	@echo 'Results come back under $$OUT: summary.txt, gpu-check.log, a log per step.'
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -19,6 +19,8 @@ Both servers run at once, each under ``uvicorn`` (1 worker, ``--no-access-log``,
 free port; uvloop and httptools, uvicorn's defaults when installed) in its own process group,
 pinned with ``taskset`` to CPU 0; seqlab gets a fresh ``SEQLAB_DATA_DIR`` (so only the
 ``demo`` model) and both must answer ``GET /ready`` with 200 before anything is measured.
+``--device`` sets seqlab's ``SEQLAB_DEVICE`` (default: unset, so ``auto``: CUDA where there is
+one); the device seqlab reports in ``GET /info`` is printed.
 ``wrk`` (one thread) is pinned to CPU 1, so client and server never share a core; the
 server's own CPU use during each run is printed (100 % = the one core it has). Each
 (endpoint, server) pair first gets an untimed 2-second warm-up; then ``--rounds`` rounds run,
@@ -26,7 +28,8 @@ alternating seqlab / bare and bare / seqlab, and the round with the most request
 is kept for each. Every answer must be 2xx (wrk's status error count must be 0). The share
 of the CPUs that *other* processes used during each run is printed, with a warning above 10 %.
 
-Run from the repository root: ``python -m bench.http [--duration 10] [--connections 16]``.
+Run from the repository root:
+``python -m bench.http [--duration 10] [--connections 16] [--device cuda]``.
 Needs ``wrk`` (``apt-get install wrk``) and ``taskset`` (util-linux).
 """
 
@@ -41,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,6 +143,12 @@ def record_answers(seqlab: Server) -> dict[str, dict]:
             "body": body.decode("utf-8"),
         }
     return canned
+
+
+def reported_device(seqlab: Server) -> str:
+    """The device seqlab computes on, as its ``GET /info`` says."""
+    with urllib.request.urlopen(seqlab.url + "/info", timeout=10) as answer:
+        return str(json.load(answer).get("device", "unknown"))
 
 
 def check_bare_answers(bare: Server, canned: dict[str, dict]) -> None:
@@ -256,6 +266,11 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=10, help="seconds of each wrk run")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per endpoint")
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="seqlab's SEQLAB_DEVICE: auto | cpu | cuda | cuda:N (default: unset, i.e. auto)",
+    )
     arguments = parser.parse_args(argv)
     require_at_least_one(parser, arguments, ["duration", "connections", "rounds"])
     return arguments
@@ -287,11 +302,13 @@ def main(argv: Sequence[str] | None = None) -> None:
                     "SEQLAB_LOG_LEVEL": "warning",
                     # the demo LM would train beside the measured server
                     "SEQLAB_TRAIN_DEMO_MODEL": "false",
-                },
+                }
+                | ({"SEQLAB_DEVICE": arguments.device} if arguments.device else {}),
                 directory,
                 cpus=SERVER_CPU,
             )
             servers.append(seqlab)
+            print(f"seqlab computes on {reported_device(seqlab)} (GET /info)")
             canned = record_answers(seqlab)
             canned_path = directory / "canned.json"
             canned_path.write_text(json.dumps(canned, ensure_ascii=False), encoding="utf-8")
