@@ -20,6 +20,7 @@ from app.registry import ModelRegistry
 from app.schemas.registry import CreateModelRequest, ModelSpec, VocabSettings
 from app.schemas.tokenize import TokenizerSettings
 from app.schemas.training import TrainRequest
+from app.segmentation import SegmentationPool
 from app.services import training
 from app.services.registry import create_model
 from app.settings import Settings
@@ -88,11 +89,12 @@ def ensure_xiyouji_job(
     tokenizers: TokenizerCache,
     corpora: CorpusStore,
     settings: Settings,
+    pool: SegmentationPool | None = None,
 ) -> None:
     """Queue the demo model's training on a registry that holds at most the lesson model,
     once: a job for it that already exists (running, failed, cancelled) is left as it is."""
     if set(registry.names()) - {LESSON_NAME} or jobs.list(XIYOUJI_NAME, None):
         return
     request = xiyouji_request(settings.demo_training_seconds)
-    record = training.submit(request, jobs, registry, tokenizers, corpora, settings.limits)
+    record = training.submit(request, jobs, registry, tokenizers, corpora, settings.limits, pool)
     logger.info("training the demo model %s: job %s", XIYOUJI_NAME, record.id)

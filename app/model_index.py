@@ -37,7 +37,11 @@ CREATE TABLE IF NOT EXISTS versions (
 );
 """
 # Columns added after the first release: an index made by it gains them (NULL: no owner).
-ADDED_COLUMNS = {"versions": {"writer": "TEXT", "lease_until": "TEXT"}}
+ADDED_COLUMNS = {
+    "versions": {"writer": "TEXT", "lease_until": "TEXT"},
+    # How often each model was asked for, so a restart preloads the most used first.
+    "models": {"uses": "INTEGER NOT NULL DEFAULT 0"},
+}
 
 
 class VersionLostError(ConflictError):
@@ -61,6 +65,7 @@ class ModelRow:
     name: str
     created_at: str
     updated_at: str
+    uses: int = 0
 
 
 class ModelIndex:
@@ -88,6 +93,21 @@ class ModelIndex:
     def models(self) -> list[ModelRow]:
         rows = self._database.fetch_all("SELECT * FROM models ORDER BY name")
         return [ModelRow(**dict(row)) for row in rows]
+
+    def most_used(self) -> list[str]:
+        """Model names, the most used first (then the most recently updated)."""
+        rows = self._database.fetch_all(
+            "SELECT name FROM models ORDER BY uses DESC, updated_at DESC, name"
+        )
+        return [row["name"] for row in rows]
+
+    def add_uses(self, uses: dict[str, int]) -> None:
+        """Add to the models' use counts (a deleted model's are dropped)."""
+        with self._database.transaction() as connection:
+            connection.executemany(
+                "UPDATE models SET uses = uses + ? WHERE name = ?",
+                [(count, name) for name, count in uses.items()],
+            )
 
     def versions(self, name: str, status: str | None = "ready") -> list[VersionRow]:
         query = "SELECT * FROM versions WHERE name = ?"

@@ -4,6 +4,12 @@ Its read side (latest and pinned versions, sync with other processes) and its wr
 (publish, delete) live together because both hold the same two locks. The files are
 where :class:`app.layout.DataLayout` says: ``models/<name>/v<version>/`` and the index.
 
+Versions are loaded on first use and kept in a least-recently-used set bounded by a memory
+budget (the bytes of their weights on the device, ``SEQLAB_MODEL_MEMORY``); an evicted version
+is dropped and read from disk again when it is next asked for. Start-up reads only the index,
+so it takes the same time whatever the registry holds; the most used models are then preloaded
+in the background (:meth:`ModelRegistry.preload`).
+
 Publishing a version writes its checkpoint atomically, loads it back from disk onto the
 device, marks it ready in SQLite, and only then swaps the in-memory reference, so a reader
 always holds one whole version. Served modules are read-only (eval, no gradients).
@@ -11,13 +17,14 @@ always holds one whole version. Served modules are read-only (eval, no gradients
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
 import shutil
 import tempfile
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +37,12 @@ from app.model_index import ModelIndex, VersionLostError, VersionRow
 from app.ownership import LEASE_SECONDS, Owner, lease_of, writer_gone
 from app.tokenizers import TokenizerCache
 from models.boundaries import end_id
-from models.checkpoint import fsync_directory, load_checkpoint, save_checkpoint
+from models.checkpoint import (
+    fsync_directory,
+    load_checkpoint,
+    read_checkpoint_document,
+    save_checkpoint,
+)
 from models.lm import LanguageModelConfig, RNNLanguageModel
 from models.tokenizer import Tokenizer, TokenizerConfig
 from models.vocab import Vocab
@@ -103,6 +115,30 @@ class LoadedModel:
         return f"{self.name}@{self.version}"
 
 
+@dataclass(frozen=True)
+class VersionSummary:
+    """What ``/models`` says of a version, loaded or not (read from its checkpoint's JSON)."""
+
+    name: str
+    version: int
+    config: LanguageModelConfig
+    tokenizer_config: TokenizerConfig
+    vocab_size: int
+    specials: tuple[str, ...]
+    num_parameters: int
+    device: str
+    loaded: bool
+    created_at: str
+    metrics: dict[str, Any]
+    source: dict[str, Any]
+
+
+def weight_bytes(model: torch.nn.Module) -> int:
+    """The bytes a network's parameters and buffers take on its device (a tied weight once)."""
+    tensors = [*model.parameters(), *model.buffers()]
+    return sum(tensor.numel() * tensor.element_size() for tensor in tensors)
+
+
 def validate_name(name: str) -> str:
     if not _NAME.match(name):
         raise InvalidInputError(f"model name {name!r} must match {NAME_PATTERN}", field="name")
@@ -116,23 +152,35 @@ class ModelRegistry:
         device: torch.device,
         tokenizers: TokenizerCache,
         older_versions_kept: int = 3,
+        memory_budget: int = 0,
     ) -> None:
         self.models_dir = layout.models
         self.models_dir.mkdir(parents=True, exist_ok=True)
         self.device = device
         self.tokenizers = tokenizers
         self.index = ModelIndex(layout.database)
+        self.memory_budget = memory_budget  # bytes of weights on the device; 0: no bound
         self._older_versions_kept = older_versions_kept
-        self._latest: dict[str, LoadedModel] = {}
-        self._pinned: OrderedDict[tuple[str, int], LoadedModel] = OrderedDict()
+        # The latest ready version of every model (rows only: nothing is loaded for them).
+        self._latest: dict[str, VersionRow] = {}
+        # What is loaded, least recently used first, and the bytes each takes on the device.
+        self._loaded: OrderedDict[tuple[str, int], LoadedModel] = OrderedDict()
+        self._sizes: dict[tuple[str, int], int] = {}
+        self._loading: dict[tuple[str, int], threading.Lock] = {}
+        # Bumped when a model is deleted or made anew: a load begun before must not be kept.
+        self._generation: Counter[str] = Counter()
+        self._uses: Counter[str] = Counter()
+        self.loads = 0
+        self.evictions = 0
         self._publish_lock = threading.Lock()
         self._read_lock = threading.Lock()
 
     # -- start-up -------------------------------------------------------------------------
     def load(self) -> None:
-        """Sweep what gone writers left behind, then load the latest ready version of every
-        model. A version another live process is writing (``seqlab train`` publishing) is left
-        alone: :meth:`sync` picks it up once it is ready."""
+        """Sweep what gone writers left behind, then read which version of each model is the
+        latest. Nothing is loaded here (:meth:`preload`, :meth:`get`), so this takes the same
+        time whatever the registry holds. A version another live process is writing
+        (``seqlab train`` publishing) is left alone: :meth:`sync` picks it up once ready."""
         for row in self.index.pending_versions():
             if not writer_gone(row.writer, row.lease_until):
                 logger.info(
@@ -154,21 +202,40 @@ class ModelRegistry:
         for name in sorted(known):
             versions = self.index.versions(name)
             if versions:
-                self._latest[name] = self._load_version(versions[-1])
+                self._latest[name] = versions[-1]
+
+    def preload(self, count: int) -> list[str]:
+        """Load the latest version of the ``count`` most used models, while they fit the
+        budget; returns their labels. A version that cannot be loaded is logged and skipped:
+        asking for it answers why."""
+        done: list[str] = []
+        for name in self.index.most_used()[:count]:
+            row = self._latest.get(name)
+            if row is None:
+                continue
+            try:
+                loaded = self._ensure_loaded(row, evict=False)
+            except Exception:
+                logger.exception("could not preload %s@%s", row.name, row.version)
+                continue
+            if not self.is_loaded(name):
+                break  # full: what is loaded stays, the rest loads on first use
+            done.append(loaded.label)
+        return done
 
     def sync(self) -> list[str]:
         """Catch up with another process on the same data dir (``seqlab train``).
 
-        Loads a newer ready version of any model, adds models that appeared, forgets models
-        that were deleted; returns what changed. Versions another process is still writing
-        are ``pending`` and are not seen.
+        Takes a newer ready version of any model (loading it at once where the version it
+        replaces was loaded), adds models that appeared, forgets models that were deleted;
+        returns what changed. Versions another process is still writing are ``pending`` and
+        are not seen.
         """
         changes: list[str] = []
         with self._publish_lock:
             known = {row.name for row in self.index.models()}
             for name in [name for name in self._latest if name not in known]:
-                del self._latest[name]
-                self._forget_pinned(name)
+                self._forget(name)
                 changes.append(f"-{name}")
             for name in sorted(known):
                 versions = self.index.versions(name)
@@ -184,15 +251,31 @@ class ModelRegistry:
                 recreated = current is not None and (
                     held is None or held.created_at != current.created_at
                 )
+                if current is not None and not recreated and latest.version <= current.version:
+                    continue
+                was_loaded = current is not None and self.is_loaded(name)
                 if recreated:
-                    self._forget_pinned(name)  # no pinned version of the old model holds
-                if current is None or recreated or latest.version > current.version:
-                    self._latest[name] = self._load_version(latest)
-                    changes.append(f"{name}@{latest.version}")
+                    self._forget(name)  # no loaded version of the old model holds
+                if was_loaded:  # in use: the new version is ready before it is served
+                    self._admit(self._load_version(latest), self._generation[name])
+                self._latest[name] = latest
+                if was_loaded and not recreated and current is not None:
+                    self._evict((name, current.version))
+                changes.append(f"{name}@{latest.version}")
         return changes
 
+    def flush_uses(self) -> None:
+        """Add the uses counted since the last flush to the index (for :meth:`preload`)."""
+        with self._read_lock:
+            uses, self._uses = self._uses, Counter()
+        if uses:
+            self.index.add_uses(dict(uses))
+
     def close(self) -> None:
-        self.index.close()
+        try:
+            self.flush_uses()
+        finally:
+            self.index.close()
 
     # -- reading --------------------------------------------------------------------------
     def names(self) -> list[str]:
@@ -202,33 +285,60 @@ class ModelRegistry:
         return len(self._latest)
 
     def get(self, name: str, version: int | None = None) -> LoadedModel:
-        """The latest version of ``name``, or the pinned ``version``."""
-        latest = self._latest.get(name)
+        """The latest version of ``name``, or the pinned ``version``, loaded (from disk if it
+        is not in memory: call it off the event loop unless :meth:`is_loaded`)."""
+        row = self._row(name, version)
+        self._uses[name] += 1
+        return self._ensure_loaded(row)
+
+    def is_loaded(self, name: str | None, version: int | None = None) -> bool:
+        """Whether :meth:`get` would answer from memory (an unknown model answers at once too:
+        with its 404)."""
+        latest = self._latest.get(name or "")
         if latest is None:
-            raise ModelNotFoundError(f"model {name!r} does not exist", model=name)
-        if version is None or version == latest.version:
-            return latest
-        key = (name, version)
-        with self._read_lock:
-            cached = self._pinned.get(key)
-            if cached is not None:
-                self._pinned.move_to_end(key)
-                return cached
-        rows = [row for row in self.index.versions(name) if row.version == version]
-        if not rows:
-            raise ModelNotFoundError(
-                f"model {name!r} has no version {version} (latest is {latest.version})",
-                model=name,
+            return True
+        return (latest.name, version or latest.version) in self._loaded
+
+    def describe(self, name: str, version: int | None = None) -> VersionSummary:
+        """A version's configuration, vocabulary size and parameters, without loading it."""
+        row = self._row(name, version)
+        loaded = self._loaded.get((row.name, row.version))
+        if loaded is not None and loaded.created_at == row.created_at:
+            config, tokenizer = loaded.config, loaded.tokenizer_config
+            vocab_size, specials = len(loaded.vocab), tuple(loaded.vocab.specials)
+            parameters = loaded.model.num_parameters()
+        else:
+            config, tokenizer, vocab_size, specials, parameters = _summary(
+                self.path(row.name, row.version), row.created_at
             )
-        loaded = self._load_version(rows[0])
+        return VersionSummary(
+            name=row.name,
+            version=row.version,
+            config=config,
+            tokenizer_config=tokenizer,
+            vocab_size=vocab_size,
+            specials=specials,
+            num_parameters=parameters,
+            device=str(self.device),
+            loaded=loaded is not None,
+            created_at=row.created_at,
+            metrics=row.metrics,
+            source=row.source,
+        )
+
+    def loaded_versions(self) -> list[tuple[str, int]]:
+        """The labels of the loaded versions and their bytes, least recently used first."""
         with self._read_lock:
-            self._pinned[key] = loaded
-            while len(self._pinned) > self._older_versions_kept:
-                self._pinned.popitem(last=False)
-        return loaded
+            return [(model.label, self._sizes[key]) for key, model in self._loaded.items()]
+
+    def memory_used(self) -> int:
+        """Bytes of the loaded versions' weights on the device."""
+        with self._read_lock:
+            return self._used()
 
     def versions(self, name: str) -> list[VersionRow]:
-        self.get(name)
+        if name not in self._latest:
+            raise ModelNotFoundError(f"model {name!r} does not exist", model=name)
         return self.index.versions(name)
 
     def timestamps(self, name: str) -> tuple[str, str]:
@@ -236,6 +346,100 @@ class ModelRegistry:
         if row is None:
             raise ModelNotFoundError(f"model {name!r} does not exist", model=name)
         return row.created_at, row.updated_at
+
+    def _row(self, name: str, version: int | None) -> VersionRow:
+        latest = self._latest.get(name)
+        if latest is None:
+            raise ModelNotFoundError(f"model {name!r} does not exist", model=name)
+        if version is None or version == latest.version:
+            return latest
+        loaded = self._loaded.get((name, version))
+        if loaded is not None:  # pinned and in memory: no trip to the index
+            return VersionRow(
+                name, version, "ready", loaded.created_at, loaded.metrics, loaded.source
+            )
+        rows = [row for row in self.index.versions(name) if row.version == version]
+        if not rows:
+            raise ModelNotFoundError(
+                f"model {name!r} has no version {version} (latest is {latest.version})",
+                model=name,
+            )
+        return rows[0]
+
+    def _ensure_loaded(self, row: VersionRow, *, evict: bool = True) -> LoadedModel:
+        key = (row.name, row.version)
+        with self._read_lock:
+            hit = self._loaded.get(key)
+            if hit is not None:
+                self._loaded.move_to_end(key)
+                return hit
+            gate = self._loading.setdefault(key, threading.Lock())
+            generation = self._generation[row.name]
+        with gate:  # one load of a version at a time; the others wait for it
+            with self._read_lock:
+                hit = self._loaded.get(key)
+                if hit is not None:
+                    self._loaded.move_to_end(key)
+                    return hit
+            try:
+                loaded = self._load_version(row)
+                self._admit(loaded, generation, evict=evict)
+            finally:
+                with self._read_lock:
+                    self._loading.pop(key, None)
+        return loaded
+
+    def _admit(self, loaded: LoadedModel, generation: int, *, evict: bool = True) -> bool:
+        """Keep ``loaded`` in memory and say whether it was kept.
+
+        Not kept: its model was deleted or made anew since its load began, it alone is larger
+        than the budget (then every use reads it from disk), or ``evict`` is off and it does
+        not fit beside what is loaded. Kept: the least recently used versions past the budget
+        are evicted, and the model's older versions past ``older_versions_kept``.
+        """
+        key = (loaded.name, loaded.version)
+        size = weight_bytes(loaded.model)
+        budget = self.memory_budget
+        with self._read_lock:
+            if self._generation[loaded.name] != generation:
+                return False
+            if budget and (size > budget or (not evict and self._used() + size > budget)):
+                if size > budget:
+                    logger.warning(
+                        "%s takes %d bytes, more than the model memory budget (%d): it is "
+                        "read from disk for every use",
+                        loaded.label,
+                        size,
+                        budget,
+                    )
+                return False
+            self._loaded[key] = loaded
+            self._loaded.move_to_end(key)
+            self._sizes[key] = size
+            latest = self._latest.get(loaded.name)
+            # Publishing and sync keep the new version before it becomes the latest.
+            latest_version = max(loaded.version, latest.version if latest else 0)
+            older = [k for k in self._loaded if k[0] == loaded.name and k[1] != latest_version]
+            for other in older[: max(0, len(older) - self._older_versions_kept)]:
+                self._drop(other)
+            while budget and self._used() > budget:
+                self._drop(next(iter(self._loaded)))  # never ``key``: it is last and fits
+            return True
+
+    def _used(self) -> int:
+        return sum(self._sizes.values())
+
+    def _evict(self, key: tuple[str, int]) -> None:
+        with self._read_lock:
+            if key in self._loaded:
+                self._drop(key)
+
+    def _drop(self, key: tuple[str, int]) -> None:
+        """Forget a loaded version (the read lock held); a request holding it finishes."""
+        del self._loaded[key]
+        del self._sizes[key]
+        self.evictions += 1
+        logger.info("unloaded %s@%s", *key)
 
     # -- writing --------------------------------------------------------------------------
     def publish(
@@ -301,7 +505,11 @@ class ModelRegistry:
                 shutil.rmtree(path, ignore_errors=True)
                 self.index.discard_version(name, version)
                 raise
-            self._latest[name] = loaded  # the atomic swap readers see
+            previous = self._latest.get(name)
+            self._admit(loaded, self._generation[name])
+            self._latest[name] = row  # the atomic swap readers see
+            if previous is not None:
+                self._evict((name, previous.version))
             return loaded
 
     def delete(self, name: str) -> None:
@@ -309,20 +517,24 @@ class ModelRegistry:
             if name not in self._latest:
                 raise ModelNotFoundError(f"model {name!r} does not exist", model=name)
             self.index.delete_model(name)
-            del self._latest[name]
-            self._forget_pinned(name)
+            self._forget(name)
             shutil.rmtree(self.models_dir / name, ignore_errors=True)
 
     # -- internals ------------------------------------------------------------------------
-    def _forget_pinned(self, name: str) -> None:
+    def _forget(self, name: str) -> None:
+        """A deleted (or re-created) model: its row and every loaded version go."""
         with self._read_lock:
-            for key in [key for key in self._pinned if key[0] == name]:
-                del self._pinned[key]
+            self._latest.pop(name, None)
+            self._generation[name] += 1
+            self._uses.pop(name, None)
+            for key in [key for key in self._loaded if key[0] == name]:
+                self._drop(key)
 
     def path(self, name: str, version: int) -> Path:
         return self.models_dir / name / f"v{version}"
 
     def _load_version(self, row: VersionRow) -> LoadedModel:
+        self.loads += 1
         checkpoint = load_checkpoint(self.path(row.name, row.version), self.device)
         checkpoint.model.requires_grad_(False)
         return LoadedModel(
@@ -335,3 +547,24 @@ class ModelRegistry:
             metrics=row.metrics,
             source=row.source,
         )
+
+
+@functools.lru_cache(maxsize=256)
+def _summary(
+    path: Path, created_at: str
+) -> tuple[LanguageModelConfig, TokenizerConfig, int, tuple[str, ...], int]:
+    """A version's config, tokenizer, vocabulary size, specials and parameter count, read from
+    its checkpoint's JSON (versions never change in place; ``created_at`` tells a re-created
+    model's version from the old one at the same path)."""
+    document = read_checkpoint_document(path)
+    config = LanguageModelConfig.from_dict(document["model"])
+    with torch.device("meta"):  # shapes only: no memory, no initialisation
+        parameters = RNNLanguageModel(config).num_parameters()
+    vocab = document["vocab"]
+    return (
+        config,
+        TokenizerConfig.from_dict(document["tokenizer"]),
+        len(vocab["tokens"]),
+        tuple(vocab["specials"]),
+        parameters,
+    )

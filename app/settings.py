@@ -108,6 +108,19 @@ class Settings(BaseSettings):
     loaded_versions_per_model: int = Field(
         3, ge=1, description="Older versions kept loaded besides the latest (pinned requests)."
     )
+    model_memory: int = Field(
+        0,
+        ge=0,
+        description="Bytes of model weights kept loaded on the device (GPU memory on a GPU); "
+        "past it, the least recently used versions are unloaded and read from disk again when "
+        "next asked for. 0 = no bound.",
+    )
+    preload_models: int = Field(
+        8,
+        ge=0,
+        description="At start-up, load the latest version of this many of the most used models "
+        "(in the background: /ready does not wait), while they fit model_memory.",
+    )
     tokenizer_cache_size: int = Field(16, ge=1, description="Tokenizer configurations kept ready.")
     inference_threads: int = Field(8, ge=1, description="Concurrent torch computations.")
     registry_sync_seconds: float = Field(
@@ -131,12 +144,34 @@ class Settings(BaseSettings):
     max_queued_segmentation: int = Field(
         16, ge=0, description="Of those, how many may wait; past that, 429 with Retry-After."
     )
+    segmentation_processes: int = Field(
+        0,
+        ge=0,
+        description="Worker processes that segment large /tokenize requests, so that jieba "
+        "uses every core (in threads it uses one); 0 = one per core; 1 = none: segment in "
+        "the request's thread. Each holds jieba's dictionary (~110 MB of RSS). With workers, "
+        "one request more than segmentation_threads is segmented at once (its chunks wait in "
+        "the workers' queue while the service answers the one before).",
+    )
     max_small_requests: int = Field(
         32,
         ge=1,
         description="Small inference requests (bodies up to 16 KiB, answered on the event loop) "
         "in flight at once; past that, 429 at the door, so /health waits behind a bounded "
         "amount of work.",
+    )
+    batch_wait_ms: float = Field(
+        0.0,
+        ge=0,
+        le=100,
+        description="How long the first request of a batch waits for others to join it (/embed, "
+        "/predict, /score, text-form /rnn/forward). 0: a batch is what arrived while the "
+        "previous one computed, so an idle service adds no delay.",
+    )
+    batch_max_tokens: int = Field(
+        4096,
+        ge=0,
+        description="Token positions in one batched forward pass; 0 turns batching off.",
     )
     upload_threads: int = Field(
         2, ge=1, description="Uploads, model creations and training submissions at once."

@@ -16,6 +16,7 @@ import anyio
 import torch
 
 from app.admission import Admission, Gate
+from app.batching import Batcher
 from app.corpora import CorpusStore
 from app.demo import ensure_lesson_model, ensure_xiyouji_job
 from app.errors import storage_error
@@ -23,6 +24,7 @@ from app.jobs.manager import JobManager
 from app.jobs.store import JobStore
 from app.metrics import Metrics
 from app.registry import ModelRegistry
+from app.segmentation import SegmentationPool
 from app.settings import Settings
 from app.tokenizers import TokenizerCache
 from models.device import resolve_device
@@ -48,8 +50,13 @@ class ServiceState:
         layout = settings.layout
         layout.root.mkdir(parents=True, exist_ok=True)
         self.tokenizers = TokenizerCache(layout.jieba_cache, settings.tokenizer_cache_size)
+        self.segmentation = SegmentationPool(settings.segmentation_processes, layout.jieba_cache)
         self.registry = ModelRegistry(
-            layout, self.device, self.tokenizers, settings.loaded_versions_per_model
+            layout,
+            self.device,
+            self.tokenizers,
+            settings.loaded_versions_per_model,
+            memory_budget=settings.model_memory,
         )
         self.corpora = CorpusStore(layout.corpora, layout.database)
         self.jobs = JobManager(
@@ -62,8 +69,18 @@ class ServiceState:
             max_interruptions=settings.job_max_interruptions,
             niceness=settings.job_niceness,
         )
-        self.metrics = Metrics(
-            lambda: len(self.registry), small_in_flight=lambda: self.small_requests.active
+        self.metrics = Metrics(self.registry, small_in_flight=lambda: self.small_requests.active)
+        self.batcher = (
+            Batcher(
+                self.run,
+                wait_seconds=settings.batch_wait_ms / 1000,
+                max_tokens=settings.batch_max_tokens,
+                observe=lambda operation, size: self.metrics.batch_sizes.labels(operation).observe(
+                    size
+                ),
+            )
+            if settings.batch_max_tokens > 0
+            else None
         )
         self.jieba_ready = False
         self.registry_ready = False
@@ -132,6 +149,7 @@ class ServiceState:
             gc.collect()  # what is garbage now must not be frozen with the rest
             gc.freeze()
             self.registry_ready = True
+            self.segmentation.start()  # its workers warm up after /ready, in the background
             if self.settings.registry_sync_seconds > 0:
                 threading.Thread(
                     target=self._sync_registry, name="seqlab-sync", daemon=True
@@ -143,17 +161,36 @@ class ServiceState:
                 len(self.registry),
                 self.device,
             )
+            self._preload()
             if self.settings.train_demo_model:
                 self._train_demo_model()
         except Exception as error:  # reported by /ready; the process stays up for diagnosis
             logger.exception("start-up failed")
             self.start_error = f"{type(error).__name__}: {error}"
 
+    def _preload(self) -> None:
+        """Load the most used models after /ready said yes: until then, they load on use."""
+        began = time.perf_counter()
+        preloaded = self.registry.preload(self.settings.preload_models)
+        if preloaded:
+            logger.info(
+                "preloaded %s in %.2fs (%d bytes of weights on %s)",
+                ", ".join(preloaded),
+                time.perf_counter() - began,
+                self.registry.memory_used(),
+                self.device,
+            )
+
     def _train_demo_model(self) -> None:
         """Queue the demo LM's job once ready (segmenting its sample takes a second)."""
         try:
             ensure_xiyouji_job(
-                self.registry, self.jobs, self.tokenizers, self.corpora, self.settings
+                self.registry,
+                self.jobs,
+                self.tokenizers,
+                self.corpora,
+                self.settings,
+                self.segmentation,
             )
         except Exception:  # the service works without its demo; say why it has none
             logger.exception("could not queue the demo model's training")
@@ -162,6 +199,7 @@ class ServiceState:
         """Keep up with versions that another process (``seqlab train``) publishes."""
         while not self._stopping.wait(self.settings.registry_sync_seconds):
             try:
+                self.registry.flush_uses()
                 changes = self.registry.sync()
             except Exception:  # a damaged checkpoint must not stop the service
                 logger.exception("registry sync failed")
@@ -174,9 +212,15 @@ class ServiceState:
         admission = self._admissions.get(kind)
         if admission is None:
             settings = self.settings
+            # With segmentation workers, one large /tokenize more than segmentation_threads:
+            # its chunks wait in the workers' queue while this process answers the one before.
+            pooled = 1 if self.segmentation.processes else 0
             running, queued = {
                 "inference": (settings.inference_threads, settings.max_queued_inference),
-                "segmentation": (settings.segmentation_threads, settings.max_queued_segmentation),
+                "segmentation": (
+                    settings.segmentation_threads + pooled,
+                    settings.max_queued_segmentation,
+                ),
                 "upload": (settings.upload_threads, settings.max_queued_uploads),
             }[kind]
             admission = Admission(
@@ -212,6 +256,7 @@ class ServiceState:
     def close(self) -> None:
         self._stopping.set()
         self.wait_started()
+        self.segmentation.close()
         self.jobs.close()
         self.jobs.store.close()
         self.corpora.close()

@@ -4,6 +4,21 @@ wrk.method = "POST"
 wrk.body = os.getenv("WRK_BODY") or "{}"
 wrk.headers["Content-Type"] = "application/json"
 
+-- With $WRK_BODIES_FILE (one JSON body per line; bench/batching.py), each request takes the
+-- next body in turn, so the server sees distinct texts rather than one repeated.
+local bodies_file = os.getenv("WRK_BODIES_FILE")
+if bodies_file then
+  local bodies = {}
+  for line in io.lines(bodies_file) do
+    bodies[#bodies + 1] = line
+  end
+  local counter = 0
+  function request()
+    counter = counter + 1
+    return wrk.format(nil, nil, nil, bodies[(counter % #bodies) + 1])
+  end
+end
+
 function done(summary, latency, requests)
   local errors = summary.errors
   io.write(string.format(

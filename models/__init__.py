@@ -3,67 +3,57 @@
 Tokenize text, build a vocabulary, cut the id stream into training examples, train a
 recurrent next-word language model (and resume a run from its saved state), generate with it,
 and save it without pickle.
+
+Names are imported on first use (PEP 562): ``import models.tokenizer`` — all that a
+segmentation worker process needs — runs jieba's code without importing torch.
 """
 
-from models.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from models.dataset import SequenceDataset, StreamBatches, count_windows, make_loader
-from models.device import resolve_device
-from models.errors import (
-    CheckpointError,
-    ConfigError,
-    DeviceError,
-    SeqlabError,
-    UnknownIdError,
-    UnknownTokenError,
-)
-from models.evaluation import evaluate, perplexity, unigram_perplexity
-from models.generation import Candidate, Choice, generate, next_token_log_probs, top_k
-from models.lm import LanguageModelConfig, RecurrentOutput, RNNLanguageModel
-from models.seeding import fresh_seed, seeded
-from models.tokenizer import Segmentation, Tokenizer, TokenizerConfig
-from models.training import EpochRecord, Progress, TrainingConfig, TrainingResult, fit, split_ids
-from models.training_state import TrainingState, load_training_state, save_training_state
-from models.vocab import Vocab
+from __future__ import annotations
 
-__all__ = [
-    "Candidate",
-    "Checkpoint",
-    "CheckpointError",
-    "Choice",
-    "ConfigError",
-    "DeviceError",
-    "EpochRecord",
-    "LanguageModelConfig",
-    "Progress",
-    "RNNLanguageModel",
-    "RecurrentOutput",
-    "Segmentation",
-    "SeqlabError",
-    "SequenceDataset",
-    "StreamBatches",
-    "Tokenizer",
-    "TokenizerConfig",
-    "TrainingConfig",
-    "TrainingResult",
-    "TrainingState",
-    "UnknownIdError",
-    "UnknownTokenError",
-    "Vocab",
-    "count_windows",
-    "evaluate",
-    "fit",
-    "fresh_seed",
-    "generate",
-    "load_checkpoint",
-    "load_training_state",
-    "make_loader",
-    "next_token_log_probs",
-    "perplexity",
-    "resolve_device",
-    "save_checkpoint",
-    "save_training_state",
-    "seeded",
-    "split_ids",
-    "top_k",
-    "unigram_perplexity",
-]
+from importlib import import_module
+
+# Where each public name lives, by submodule.
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "checkpoint": ("Checkpoint", "load_checkpoint", "save_checkpoint"),
+    "dataset": ("SequenceDataset", "StreamBatches", "count_windows", "make_loader"),
+    "device": ("resolve_device",),
+    "errors": (
+        "CheckpointError",
+        "ConfigError",
+        "DeviceError",
+        "SeqlabError",
+        "UnknownIdError",
+        "UnknownTokenError",
+    ),
+    "evaluation": ("evaluate", "perplexity", "unigram_perplexity"),
+    "generation": ("Candidate", "Choice", "generate", "next_token_log_probs", "top_k"),
+    "lm": ("LanguageModelConfig", "RNNLanguageModel", "RecurrentOutput"),
+    "seeding": ("fresh_seed", "seeded"),
+    "tokenizer": ("Segmentation", "Tokenizer", "TokenizerConfig"),
+    "training": (
+        "EpochRecord",
+        "Progress",
+        "TrainingConfig",
+        "TrainingResult",
+        "fit",
+        "split_ids",
+    ),
+    "training_state": ("TrainingState", "load_training_state", "save_training_state"),
+    "vocab": ("Vocab",),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> object:
+    module = _MODULE_OF.get(name)
+    if module is None:  # a submodule (``from models import generation``) or a typo
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # once: later lookups do not come here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

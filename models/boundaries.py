@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from typing import Literal
-
-import torch
+from typing import TYPE_CHECKING, Literal
 
 from models.errors import ConfigError
+
+if TYPE_CHECKING:  # only annotations: the tokenizer imports this module without torch
+    import torch
 
 Boundary = Literal["line", "paragraph", "none"]
 BOUNDARIES: tuple[str, ...] = ("line", "paragraph", "none")

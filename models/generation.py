@@ -97,7 +97,18 @@ def top_k_batch(
     if k < 1:
         raise ConfigError("k must be at least 1", field="k")
     log_probs, _ = next_token_log_probs(model, contexts, start_id)
+    return top_k_of(log_probs, k, exclude_ids)
+
+
+def top_k_of(
+    log_probs: torch.Tensor, k: int, exclude_ids: Sequence[int] = ()
+) -> list[list[Candidate]]:
+    """The ``k`` most probable tokens of each row of ``log_probs`` ``(batch, vocab)``, never one
+    of ``exclude_ids``; most probable first."""
+    if k < 1:
+        raise ConfigError("k must be at least 1", field="k")
     if exclude_ids:
+        log_probs = log_probs.clone()  # may be rows of a batch that other requests share
         # -inf, not a probability of 0: a real token whose probability underflows to 0 must
         # still rank above every excluded one.
         log_probs[:, list(exclude_ids)] = float("-inf")

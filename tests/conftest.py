@@ -36,3 +36,6 @@ def jieba_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 # The demo language model trains for a minute on first start; tests that want it say so.
 os.environ.setdefault("SEQLAB_TRAIN_DEMO_MODEL", "false")
+# Segmentation worker processes load jieba's dictionary each (~1 s of CPU): the many services
+# the suite starts segment in threads; tests of the pool (test_segmentation_pool) ask for one.
+os.environ.setdefault("SEQLAB_SEGMENTATION_PROCESSES", "1")

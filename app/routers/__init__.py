@@ -1,12 +1,13 @@
 """One router per area; each handler resolves its access, calls one service, shapes the answer."""
 
-from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, Protocol, TypeVar
 
 from fastapi import Query, Request, Response
 from pydantic import BaseModel
 
 from app import binary
+from app.batching import alone
 from app.errors import (
     InvalidInputError,
     LimitExceededError,
@@ -16,7 +17,7 @@ from app.errors import (
 )
 from app.inline import runs_inline
 from app.problems import responses_for
-from app.registry import ModelRegistry
+from app.registry import LoadedModel, ModelRegistry
 from app.schemas.common import BinaryTensors
 from app.settings import Limits
 from app.state import ServiceState
@@ -53,8 +54,12 @@ def pin_version(request: RequestT, version: int | None) -> RequestT:
     return request.model_copy(update={"version": version})
 
 
-def reject_unknown_query(request: Request) -> None:
-    """A query parameter the route does not read is a 422, never silently ignored."""
+async def reject_unknown_query(request: Request) -> None:
+    """A query parameter the route does not read is a 422, never silently ignored.
+
+    ``async`` although it awaits nothing: FastAPI runs a plain ``def`` dependency in its thread
+    pool, and that hop (for every request: it is the app's own dependency) took a quarter of a
+    small request's time (py-spy, docs/benchmarks.md)."""
     if not request.query_params:
         return
     route = request.scope.get("route")
@@ -90,10 +95,49 @@ async def infer(
     version: int | None = None,
 ) -> AnswerT:
     """Run an inference service on ``request`` (with the query's ``version``): on the event
-    loop when it is small."""
+    loop when it is small and its model is in memory (a load from disk runs in a thread)."""
     request = pin_version(request, version)
-    return await state.run(
-        operation, request, state.registry, state.settings.limits, small=runs_inline(request)
+    small = runs_inline(request) and state.registry.is_loaded(
+        getattr(request, "model", None), getattr(request, "version", None)
+    )
+    return await state.run(operation, request, state.registry, state.settings.limits, small=small)
+
+
+class Prepared(Protocol):
+    """A request ready to join a batch (app.batching): its model version and its size."""
+
+    @property
+    def loaded(self) -> LoadedModel: ...
+
+    @property
+    def size(self) -> int: ...
+
+
+PreparedT = TypeVar("PreparedT", bound=Prepared)
+
+
+async def batched(
+    state: ServiceState,
+    operation: str,
+    prepare: Callable[[RequestT, ModelRegistry, Limits], PreparedT],
+    compute: Callable[[Sequence[PreparedT]], list[AnswerT | Exception]],
+    request: RequestT,
+    version: int | None = None,
+) -> AnswerT:
+    """Prepare ``request`` (checks, segmentation: its own errors are its own), then compute
+    its answer in one forward pass with the concurrent requests for the same model version
+    (app.batching); alone when batching is off."""
+    request = pin_version(request, version)
+    small = runs_inline(request) and state.registry.is_loaded(
+        getattr(request, "model", None), getattr(request, "version", None)
+    )
+    limits = state.settings.limits
+    prepared = await state.run(prepare, request, state.registry, limits, small=small)
+    if state.batcher is None:
+        return await state.run(alone, compute, prepared, small=small)
+    # The version object itself is the key: a model deleted and made anew never shares a batch.
+    return await state.batcher.submit(
+        operation, id(prepared.loaded), prepared, compute, tokens=prepared.size, small=small
     )
 
 

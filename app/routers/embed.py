@@ -11,8 +11,8 @@ from app.routers import (
     BINARY_MEDIA,
     INFERENCE_ERRORS,
     QueryVersion,
+    batched,
     binary_answer,
-    infer,
     json_answer,
 )
 from app.routers.registry import NameParam, VersionQuery
@@ -36,10 +36,11 @@ async def embed(
     With `Accept: application/vnd.safetensors`: `vectors` [texts, longest, dim] (zero past each
     text's end) and `lengths` [texts] as safetensors, the other fields in `__metadata__`.
     """
-    if binary.wants_binary(http.headers.get("accept")):
-        result = await infer(state, partial(service.embed, binary=True), request, version)
+    wanted = binary.wants_binary(http.headers.get("accept"))
+    prepare = partial(service.prepare_embed, binary=wanted)
+    result = await batched(state, "embed", prepare, service.compute_embed, request, version)
+    if wanted:
         return binary_answer(result, result.model, result.version)
-    result = await infer(state, service.embed, request, version)
     return json_answer(result, result.model, result.version)
 
 

@@ -8,7 +8,14 @@ from fastapi.responses import StreamingResponse
 
 from app.deps import READ_ONLY, InferenceState
 from app.problems import describe, problem_body
-from app.routers import INFERENCE_ERRORS, QueryVersion, infer, json_answer, pin_version
+from app.routers import (
+    INFERENCE_ERRORS,
+    QueryVersion,
+    batched,
+    infer,
+    json_answer,
+    pin_version,
+)
 from app.schemas.generation import (
     GenerateRequest,
     GenerateResponse,
@@ -29,7 +36,9 @@ async def predict(
     request: PredictRequest, state: InferenceState, version: QueryVersion = None
 ) -> Response:
     """The k most probable next words after a text (or each of `texts`, as one batch)."""
-    result = await infer(state, service.predict, request, version)
+    result = await batched(
+        state, "predict", service.prepare_predict, service.compute_predict, request, version
+    )
     return json_answer(result, result.model, result.version)
 
 
@@ -151,5 +160,7 @@ async def score(
 ) -> Response:
     """Each token's log-probability given the tokens before it in its text, read as a fresh
     text, and the perplexity of each text and of all: the number training reports."""
-    result = await infer(state, service.score, request, version)
+    result = await batched(
+        state, "score", service.prepare_score, service.compute_score, request, version
+    )
     return json_answer(result, result.model, result.version)

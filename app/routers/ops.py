@@ -10,7 +10,7 @@ from app.deps import LoadingReadState
 from app.errors import NotReadyError
 from app.metrics import CONTENT_TYPE
 from app.problems import responses_for
-from app.schemas.ops import Health, Info, Readiness
+from app.schemas.ops import Health, Info, LoadedVersion, ModelMemory, Readiness
 
 router = APIRouter(tags=["operations"])
 
@@ -34,7 +34,8 @@ async def ready(request: Request, response: Response) -> Readiness:
         ready=ready,
         jieba=state.jieba_ready,
         registry=state.registry_ready,
-        models_loaded=len(state.registry) if state.registry_ready else 0,
+        models=len(state.registry) if state.registry_ready else 0,
+        models_loaded=len(state.registry.loaded_versions()),
         error=state.start_error or storage,
     )
 
@@ -43,6 +44,7 @@ async def ready(request: Request, response: Response) -> Readiness:
 async def info(state: LoadingReadState) -> Info:
     """Versions of the service and its libraries, the device, the limits, the models loaded."""
     settings = state.settings
+    loaded = state.registry.loaded_versions()
     return Info(
         service="seqlab",
         version=__version__,
@@ -65,7 +67,26 @@ async def info(state: LoadingReadState) -> Info:
             "max_running": settings.max_running_jobs,
             "max_interruptions": settings.job_max_interruptions,
         },
-        models_loaded=state.registry.names() if state.registry_ready else [],
+        batching={
+            "enabled": settings.batch_max_tokens > 0,
+            "wait_ms": settings.batch_wait_ms,
+            "max_tokens": settings.batch_max_tokens,
+        },
+        segmentation={
+            "processes": state.segmentation.processes,
+            "ready": state.segmentation.ready,
+            "chunks": state.segmentation.chunks,
+            "restarts": state.segmentation.restarts,
+            "fallbacks": state.segmentation.fallbacks,
+        },
+        models_loaded=sorted({label.rsplit("@", 1)[0] for label, _ in loaded}),
+        model_memory=ModelMemory(
+            device=str(state.device),
+            budget_bytes=settings.model_memory,
+            used_bytes=sum(size for _, size in loaded),
+            preload_models=settings.preload_models,
+            loaded=[LoadedVersion(label=label, bytes=size) for label, size in loaded],
+        ),
         auth={
             "api_key_required_for_writes": settings.api_key is not None,
             "reads_protected": settings.protect_reads,

@@ -32,30 +32,29 @@ async def create_model(
         state.registry,
         state.tokenizers,
         state.settings.limits,
+        state.segmentation,
         kind="upload",
     )
     name_model(response, loaded.name, loaded.version)
     response.headers["Location"] = f"/models/{loaded.name}"
-    return service.model_info(loaded, state.registry)
+    return service.model_info(state.registry, loaded.name, loaded.version)
 
 
 @router.get("", responses=responses_for())
 async def list_models(state: ReadState) -> ModelList:
-    """Every model, at its latest version."""
-    registry = state.registry
-    return ModelList(
-        models=[service.model_info(registry.get(n), registry) for n in registry.names()]
-    )
+    """Every model, at its latest version (described from disk: nothing is loaded)."""
+    return ModelList(models=await state.run(service.model_infos, state.registry))
 
 
 @router.get("/{name}", responses=responses_for(NotFoundError))
 async def get_model(
     name: NameParam, response: Response, state: ReadState, version: VersionQuery = None
 ) -> ModelInfo:
-    """One model: configuration, tokenizer, vocabulary size, device, versions, metrics."""
-    loaded = state.registry.get(name, version)
-    name_model(response, loaded.name, loaded.version)
-    return service.model_info(loaded, state.registry)
+    """One model: configuration, tokenizer, vocabulary size, device (and whether it is loaded),
+    versions, metrics."""
+    info = await state.run(service.model_info, state.registry, name, version)
+    name_model(response, info.name, info.version)
+    return info
 
 
 @router.get(
@@ -77,7 +76,7 @@ async def get_vocab(
     version: VersionQuery = None,
 ) -> VocabPage:
     """A page of the vocabulary; a token's id is its index."""
-    loaded = state.registry.get(name, version)
+    loaded = await state.run(state.registry.get, name, version)
     name_model(response, loaded.name, loaded.version)
     return service.vocab_page(loaded, offset, limit)
 

@@ -8,6 +8,7 @@ from app.routers import (
     BINARY_MEDIA,
     INFERENCE_ERRORS,
     QueryVersion,
+    batched,
     binary_answer,
     infer,
     json_answer,
@@ -42,8 +43,12 @@ async def rnn_forward(
     sent = getattr(http.state, "tensors", None)
     if sent:  # a binary request: its input, h0, c0 (app.middleware.BinaryTensorRequests)
         request.tensors.update(sent)
-    if binary.wants_binary(http.headers.get("accept")):
-        result = await infer(state, partial(service.forward, binary=True), request, version)
+    wanted = binary.wants_binary(http.headers.get("accept"))
+    if service.batchable(request):
+        prepare = partial(service.prepare_texts, binary=wanted)
+        result = await batched(state, "rnn", prepare, service.compute_texts, request, version)
+    else:
+        result = await infer(state, partial(service.forward, binary=wanted), request, version)
+    if wanted:
         return binary_answer(result, result.model, result.version)
-    result = await infer(state, service.forward, request, version)
     return json_answer(result, result.model, result.version)

@@ -23,13 +23,15 @@ async def tokenize(
 ) -> TokenizeResponse:
     """Segment one text or a batch with jieba; with `model`, its tokenizer and its ids."""
     request = pin_version(request, version)
+    small = runs_inline(request) and state.registry.is_loaded(request.model, request.version)
     result = await state.run(
         service.tokenize,
         request,
         state.registry,
         state.tokenizers,
         state.settings.limits,
-        small=runs_inline(request),
+        None if small else state.segmentation,  # large: on every core, in worker processes
+        small=small,
         kind="segmentation",  # GIL-bound: its own, narrower queue
     )
     if result.model is not None and result.version is not None:

@@ -45,6 +45,7 @@ async def train(request: TrainRequest, response: Response, state: JsonWriteState
         state.tokenizers,
         state.corpora,
         state.settings.limits,
+        state.segmentation,
         kind="upload",
     )
     response.headers["Location"] = f"/train/{record.id}"

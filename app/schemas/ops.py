@@ -15,8 +15,27 @@ class Readiness(BaseModel):
     ready: bool
     jieba: bool
     registry: bool
-    models_loaded: int
+    models: int = Field(description="Models in the registry.")
+    models_loaded: int = Field(
+        description="Model versions loaded on the device: the others load on first use."
+    )
     error: str | None = None
+
+
+class LoadedVersion(BaseModel):
+    label: str = Field(examples=["lesson-rnn@1"])
+    bytes: int = Field(description="Its weights on the device.")
+
+
+class ModelMemory(BaseModel):
+    """What the registry keeps loaded (versions load on first use; past the budget the least
+    recently used are unloaded)."""
+
+    device: str
+    budget_bytes: int = Field(description="SEQLAB_MODEL_MEMORY; 0: no bound.")
+    used_bytes: int
+    preload_models: int = Field(description="The most used models loaded at start-up.")
+    loaded: list[LoadedVersion] = Field(description="Least recently used first.")
 
 
 class Info(BaseModel):
@@ -42,5 +61,16 @@ class Info(BaseModel):
         description="Training jobs: how many run at once, and how many unclean interruptions "
         "a job may resume from before it fails."
     )
-    models_loaded: list[str]
+    batching: dict[str, bool | float | int] = Field(
+        description="Dynamic batching of /embed, /predict, /score and text-form /rnn/forward: "
+        "whether it is on, how long a batch's first request waits for others (ms), and the token "
+        "positions one pass may hold."
+    )
+    segmentation: dict[str, bool | int] = Field(
+        description="The worker processes that segment large requests on every core: how many "
+        "(0: none, segmented in threads), whether they are ready, chunks they segmented, "
+        "restarts after a worker died, requests segmented here because the pool broke."
+    )
+    models_loaded: list[str] = Field(description="Models with a version loaded on the device.")
+    model_memory: ModelMemory
     auth: dict[str, bool]

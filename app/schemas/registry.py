@@ -125,7 +125,10 @@ class ModelInfo(BaseModel):
     vocab_size: int
     specials: list[str]
     num_parameters: int
-    device: str = Field(examples=["cpu"])
+    device: str = Field(examples=["cpu"], description="Where the service computes with it.")
+    loaded: bool = Field(
+        description="Whether this version is in memory now; if not, its first use loads it."
+    )
     created_at: str
     updated_at: str
     metrics: dict[str, Any]

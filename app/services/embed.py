@@ -3,22 +3,40 @@
 from __future__ import annotations
 
 import weakref
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import accumulate
 
 import torch
 
+from app.batching import alone, answer_each
 from app.errors import InvalidInputError, located
 from app.limits import check_limit, check_texts
-from app.registry import ModelRegistry
+from app.registry import LoadedModel, ModelRegistry
 from app.schemas.embed import EmbedRequest, EmbedResponse, Neighbour, NeighboursResponse
 from app.services.text import encode_texts
 from app.settings import Limits
 
 
-def embed(
+@dataclass(frozen=True)
+class PreparedEmbed:
+    """An ``/embed`` request checked and encoded, ready to join a batch of its model version."""
+
+    loaded: LoadedModel
+    tokens: list[list[str]]
+    ids: list[list[int]]
+    oov: list[list[bool]]
+    binary: bool
+
+    @property
+    def size(self) -> int:
+        return sum(map(len, self.ids))
+
+
+def prepare_embed(
     request: EmbedRequest, registry: ModelRegistry, limits: Limits, binary: bool = False
-) -> EmbedResponse:
-    """Embedding rows per token; with ``binary``, as tensors for safetensors: ``vectors``
-    (texts, longest, dim) zero-padded, and ``lengths`` (texts,)."""
+) -> PreparedEmbed:
+    """Everything of ``/embed`` but the lookup: the checks, segmentation or ids, OOV flags."""
     loaded = registry.get(request.model, request.version)
     vocab = loaded.vocab
     if request.text is not None or request.texts is not None:
@@ -43,23 +61,47 @@ def embed(
         raise InvalidInputError("nothing to embed: every list is empty", field="body")
     check_limit(limits, "max_tokens_per_forward", total)
     check_limit(limits, "max_tensor_elements", total * loaded.config.embedding_dim)
-    flat = torch.tensor([i for row in ids for i in row], device=loaded.device)
-    lengths = [len(row) for row in ids]
-    rows = loaded.model.embed(flat).float().cpu().split(lengths)  # one (length, dim) per text
-    fields = {
-        "model": loaded.name,
-        "version": loaded.version,
-        "dim": loaded.config.embedding_dim,
-        "tokens": tokens,
-        "ids": ids,
-        "oov": oov,
-    }
-    if not binary:
-        return EmbedResponse(**fields, vectors=[row.tolist() for row in rows])
-    response = EmbedResponse.model_construct(**fields)
-    response.tensors["vectors"] = torch.nn.utils.rnn.pad_sequence(list(rows), batch_first=True)
-    response.tensors["lengths"] = torch.tensor(lengths, dtype=torch.int64)
-    return response
+    return PreparedEmbed(loaded, tokens, ids, oov, binary)
+
+
+def compute_embed(items: Sequence[PreparedEmbed]) -> list[EmbedResponse | Exception]:
+    """The answers of ``/embed`` requests for one model version, from one lookup; with
+    ``binary``, as tensors for safetensors: ``vectors`` (texts, longest, dim) zero-padded, and
+    ``lengths`` (texts,)."""
+    loaded = items[0].loaded
+    flat = torch.tensor(
+        [i for item in items for row in item.ids for i in row], device=loaded.device
+    )
+    lengths = [len(row) for item in items for row in item.ids]
+    every = loaded.model.embed(flat).float().cpu().split(lengths)  # one (length, dim) per text
+    starts = list(accumulate((len(item.ids) for item in items), initial=0))
+
+    def answer(position: int) -> EmbedResponse:
+        item = items[position]
+        rows = every[starts[position] : starts[position + 1]]
+        fields = {
+            "model": loaded.name,
+            "version": loaded.version,
+            "dim": loaded.config.embedding_dim,
+            "tokens": item.tokens,
+            "ids": item.ids,
+            "oov": item.oov,
+        }
+        if not item.binary:
+            return EmbedResponse(**fields, vectors=[row.tolist() for row in rows])
+        response = EmbedResponse.model_construct(**fields)
+        response.tensors["vectors"] = torch.nn.utils.rnn.pad_sequence(list(rows), batch_first=True)
+        response.tensors["lengths"] = torch.tensor([len(row) for row in rows], dtype=torch.int64)
+        return response
+
+    return answer_each(range(len(items)), answer)
+
+
+def embed(
+    request: EmbedRequest, registry: ModelRegistry, limits: Limits, binary: bool = False
+) -> EmbedResponse:
+    """Embedding rows per token (:func:`prepare_embed`, then :func:`compute_embed` of one)."""
+    return alone(compute_embed, prepare_embed(request, registry, limits, binary))
 
 
 # The embedding rows scaled to unit length, once per loaded version (versions never change in

@@ -6,8 +6,11 @@ with it (:attr:`app.registry.LoadedModel.eos_id`), from zeros for models without
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from itertools import accumulate
 
+from app.batching import alone, answer_each
 from app.errors import InvalidInputError
 from app.limits import check_limit, check_texts, check_value
 from app.registry import LoadedModel, ModelRegistry
@@ -36,42 +39,83 @@ def _never_produced(loaded: LoadedModel) -> list[int]:
     return [i for i in (vocab.pad_id, vocab.unk_id) if i is not None]
 
 
-def predict(request: PredictRequest, registry: ModelRegistry, limits: Limits) -> PredictResponse:
+@dataclass(frozen=True)
+class PreparedTexts:
+    """A request checked and encoded, ready to join a batch of its model version."""
+
+    request: PredictRequest | ScoreRequest
+    loaded: LoadedModel
+    tokens: list[list[str]]
+    ids: list[list[int]]
+    oov: list[list[bool]]
+
+    @property
+    def size(self) -> int:
+        """Token positions it adds to a batch."""
+        return sum(map(len, self.ids))
+
+
+def prepare_predict(
+    request: PredictRequest, registry: ModelRegistry, limits: Limits
+) -> PreparedTexts:
+    """Everything of ``/predict`` but the forward pass: the checks, segmentation, ids."""
     loaded = registry.get(request.model, request.version)
     check_value(limits, "max_top_k", request.k, "body.k")
     texts = request.all_texts
     check_texts(limits, texts)
     encoded = encode_texts(loaded, texts, request.field)
     check_limit(limits, "max_tokens_per_forward", sum(map(len, encoded.ids)))
+    return PreparedTexts(request, loaded, encoded.tokens, encoded.ids, encoded.oov)
+
+
+def compute_predict(items: Sequence[PreparedTexts]) -> list[PredictResponse | Exception]:
+    """The answers of ``/predict`` requests for one model version, from one forward pass."""
+    loaded = items[0].loaded
+    contexts = [row for item in items for row in item.ids]
+    log_probs, _ = generation.next_token_log_probs(loaded.model, contexts, loaded.eos_id)
     # <pad> is never a next word. <eos> is one when the model ends texts (the text may end
     # here); in a model that does not, "<eos>" is a token like any other, as it always was.
     exclude = [loaded.vocab.pad_id] if loaded.vocab.pad_id is not None else []
-    batches = generation.top_k_batch(
-        loaded.model, encoded.ids, request.k, exclude_ids=exclude, start_id=loaded.eos_id
-    )
-    results = [
-        PredictResult(
-            tokens=tokens,
-            ids=ids,
-            candidates=[
-                Candidate(
-                    token=loaded.vocab.token(c.token_id), id=c.token_id, probability=c.probability
-                )
-                for c in candidates
-            ],
-        )
-        for tokens, ids, candidates in zip(encoded.tokens, encoded.ids, batches, strict=True)
-    ]
-    if request.text is not None:
-        only = results[0]
-        return PredictResponse(
-            model=loaded.name,
-            version=loaded.version,
-            tokens=only.tokens,
-            ids=only.ids,
-            candidates=only.candidates,
-        )
-    return PredictResponse(model=loaded.name, version=loaded.version, results=results)
+    starts = list(accumulate((len(item.ids) for item in items), initial=0))
+
+    def answer(position: int) -> PredictResponse:
+        item = items[position]
+        rows = log_probs[starts[position] : starts[position + 1]]  # (texts, vocab)
+        request = item.request
+        assert isinstance(request, PredictRequest)
+        batches = generation.top_k_of(rows, request.k, exclude)
+        results = [
+            PredictResult(
+                tokens=tokens,
+                ids=ids,
+                candidates=[
+                    Candidate(
+                        token=loaded.vocab.token(c.token_id),
+                        id=c.token_id,
+                        probability=c.probability,
+                    )
+                    for c in candidates
+                ],
+            )
+            for tokens, ids, candidates in zip(item.tokens, item.ids, batches, strict=True)
+        ]
+        if request.text is not None:
+            only = results[0]
+            return PredictResponse(
+                model=loaded.name,
+                version=loaded.version,
+                tokens=only.tokens,
+                ids=only.ids,
+                candidates=only.candidates,
+            )
+        return PredictResponse(model=loaded.name, version=loaded.version, results=results)
+
+    return answer_each(range(len(items)), answer)
+
+
+def predict(request: PredictRequest, registry: ModelRegistry, limits: Limits) -> PredictResponse:
+    """``/predict`` alone: :func:`prepare_predict`, then :func:`compute_predict` of one."""
+    return alone(compute_predict, prepare_predict(request, registry, limits))
 
 
 def generate(
@@ -151,8 +195,9 @@ def generate(
     )
 
 
-def score(request: ScoreRequest, registry: ModelRegistry, limits: Limits) -> ScoreResponse:
-    """Each token's log-probability given what precedes it in its text, and perplexities."""
+def prepare_score(request: ScoreRequest, registry: ModelRegistry, limits: Limits) -> PreparedTexts:
+    """Everything of ``/score`` but the forward pass: checks, segmentation, ids (with the
+    closing ``<eos>`` that is scored too, for a model that ends its texts)."""
     loaded = registry.get(request.model, request.version)
     texts = request.all_texts
     check_texts(limits, texts)
@@ -175,28 +220,47 @@ def score(request: ScoreRequest, registry: ModelRegistry, limits: Limits) -> Sco
                     "tokens from the second on",
                     field=f"body.{request.field}" + (f".{position}" if request.texts else ""),
                 )
+    return PreparedTexts(request, loaded, tokens, ids, oov)
+
+
+def compute_score(items: Sequence[PreparedTexts]) -> list[ScoreResponse | Exception]:
+    """The answers of ``/score`` requests for one model version, from one padded pass."""
+    loaded = items[0].loaded
+    eos_id = loaded.eos_id
     pad = loaded.vocab.pad_id if loaded.vocab.pad_id is not None else 0
-    values = score_sequences(loaded.model, ids, eos_id, pad_id=pad)
-    scores = []
-    for position, scored in enumerate(values):
-        log_probs: list[float | None] = scored.tolist()
-        if eos_id is None:
-            log_probs = [None, *log_probs]
-        scores.append(
-            TextScore(
-                tokens=tokens[position],
-                ids=ids[position],
-                log_probs=log_probs,
-                perplexity=text_perplexity([scored]),
-                oov=oov[position],
+    every = score_sequences(loaded.model, [row for item in items for row in item.ids], eos_id, pad)
+    starts = list(accumulate((len(item.ids) for item in items), initial=0))
+
+    def answer(position: int) -> ScoreResponse:
+        item = items[position]
+        values = every[starts[position] : starts[position + 1]]
+        scores = []
+        for row, scored in enumerate(values):
+            log_probs: list[float | None] = scored.tolist()
+            if eos_id is None:
+                log_probs = [None, *log_probs]
+            scores.append(
+                TextScore(
+                    tokens=item.tokens[row],
+                    ids=item.ids[row],
+                    log_probs=log_probs,
+                    perplexity=text_perplexity([scored]),
+                    oov=item.oov[row],
+                )
             )
+        return ScoreResponse(
+            model=loaded.name,
+            version=loaded.version,
+            perplexity=text_perplexity(values),
+            scores=scores,
         )
-    return ScoreResponse(
-        model=loaded.name,
-        version=loaded.version,
-        perplexity=text_perplexity(values),
-        scores=scores,
-    )
+
+    return answer_each(range(len(items)), answer)
+
+
+def score(request: ScoreRequest, registry: ModelRegistry, limits: Limits) -> ScoreResponse:
+    """Each token's log-probability given what precedes it in its text, and perplexities."""
+    return alone(compute_score, prepare_score(request, registry, limits))
 
 
 def join_tokens(pieces: list[str]) -> str:

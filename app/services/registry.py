@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import torch
 
-from app.errors import InvalidInputError, located
+from app.errors import InvalidInputError, NotFoundError, located
 from app.limits import check_limit, check_value
 from app.registry import LoadedModel, ModelRegistry
 from app.schemas.registry import (
@@ -18,6 +18,7 @@ from app.schemas.registry import (
     VocabPage,
 )
 from app.schemas.tokenize import TokenizerSettings
+from app.segmentation import SegmentationPool, tokens_of
 from app.settings import Limits
 from app.tokenizers import TokenizerCache
 from models.adaptive import choose_cutoffs
@@ -32,8 +33,10 @@ def build_from_texts(
     tokenizers: TokenizerCache,
     limits: Limits,
     location: str = "body",
+    pool: SegmentationPool | None = None,
 ) -> tuple[list[list[str]], Vocab, LanguageModelConfig]:
-    """Segment the texts, build the vocabulary and the network's config, as ``spec`` says.
+    """Segment the texts (on every core with ``pool``), build the vocabulary and the network's
+    config, as ``spec`` says.
 
     Shared by ``POST /models`` and training jobs that create their model; errors name their
     field under ``location``.
@@ -44,7 +47,7 @@ def build_from_texts(
     check_limit(limits, "max_user_words", len(spec.tokenizer.user_words))
     with located(f"{location}.tokenizer"):
         tokenizer = tokenizers.get(spec.tokenizer.to_config())
-    tokens = [tokenizer.tokenize(text) for text in texts]
+    tokens = tokens_of(tokenizer, list(texts), pool)
     settings = spec.vocab
     with located(f"{location}.vocab"):
         vocab = Vocab.build(
@@ -92,11 +95,12 @@ def create_model(
     registry: ModelRegistry,
     tokenizers: TokenizerCache,
     limits: Limits,
+    pool: SegmentationPool | None = None,
 ) -> LoadedModel:
     """Build the vocabulary from the texts, initialise the network, publish version 1."""
     characters = sum(len(text) for text in request.texts)
     check_limit(limits, "max_training_chars", characters)
-    _, vocab, config = build_from_texts(request, request.texts, tokenizers, limits)
+    _, vocab, config = build_from_texts(request, request.texts, tokenizers, limits, pool=pool)
     seed = request.seed if request.seed is not None else fresh_seed()
     with seeded(seed):
         model = RNNLanguageModel(config)
@@ -112,23 +116,37 @@ def create_model(
     )
 
 
-def model_info(loaded: LoadedModel, registry: ModelRegistry) -> ModelInfo:
-    created_at, updated_at = registry.timestamps(loaded.name)
+def model_info(registry: ModelRegistry, name: str, version: int | None = None) -> ModelInfo:
+    """A model at its latest (or the given) version, described without loading it."""
+    summary = registry.describe(name, version)
+    created_at, updated_at = registry.timestamps(name)
     return ModelInfo(
-        name=loaded.name,
-        version=loaded.version,
-        versions=[row.version for row in registry.versions(loaded.name)],
-        config=ModelConfigOut(**loaded.config.to_dict()),
-        tokenizer=TokenizerSettings.from_config(loaded.tokenizer_config),
-        vocab_size=len(loaded.vocab),
-        specials=list(loaded.vocab.specials),
-        num_parameters=loaded.model.num_parameters(),
-        device=str(loaded.device),
+        name=summary.name,
+        version=summary.version,
+        versions=[row.version for row in registry.versions(name)],
+        config=ModelConfigOut(**summary.config.to_dict()),
+        tokenizer=TokenizerSettings.from_config(summary.tokenizer_config),
+        vocab_size=summary.vocab_size,
+        specials=list(summary.specials),
+        num_parameters=summary.num_parameters,
+        device=summary.device,
+        loaded=summary.loaded,
         created_at=created_at,
         updated_at=updated_at,
-        metrics=loaded.metrics,
-        source=loaded.source,
+        metrics=summary.metrics,
+        source=summary.source,
     )
+
+
+def model_infos(registry: ModelRegistry) -> list[ModelInfo]:
+    """Every model at its latest version; one deleted meanwhile is left out."""
+    infos = []
+    for name in registry.names():
+        try:
+            infos.append(model_info(registry, name))
+        except NotFoundError:
+            continue
+    return infos
 
 
 def version_infos(name: str, registry: ModelRegistry) -> list[VersionInfo]:

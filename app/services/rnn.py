@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import accumulate
 
 import torch
 from torch import nn
 
+from app.batching import alone, answer_each
 from app.errors import InvalidInputError
 from app.limits import check_limit, check_texts, check_value
 from app.registry import LoadedModel, ModelRegistry
 from app.schemas.rnn import RNNForwardRequest, RNNForwardResponse, RNNSpec
 from app.services.tensors import request_tensor, tensor_to_json
-from app.services.text import encode_texts
+from app.services.text import EncodedTexts, encode_texts
 from app.settings import Limits
 from models.seeding import fresh_seed, seeded
 
@@ -159,48 +163,107 @@ def _forward_tensor(
     return response
 
 
-def _forward_texts(
-    request: RNNForwardRequest, registry: ModelRegistry, limits: Limits, binary: bool
-) -> RNNForwardResponse:
+@dataclass(frozen=True)
+class PreparedTexts:
+    """A text-form request checked and encoded, ready to join a batch of its model version."""
+
+    request: RNNForwardRequest
+    loaded: LoadedModel
+    encoded: EncodedTexts
+    limits: Limits
+    binary: bool
+
+    @property
+    def size(self) -> int:
+        return sum(map(len, self.encoded.ids))
+
+
+def batchable(request: RNNForwardRequest) -> bool:
+    """Whether a request may share a pass with others: the text form, without its own initial
+    state and without every layer's states (computed a step at a time, for one request)."""
+    given = request.h0 is not None or request.c0 is not None or bool(request.tensors)
+    return request.input is None and not given and not request.return_states
+
+
+def prepare_texts(
+    request: RNNForwardRequest, registry: ModelRegistry, limits: Limits, binary: bool = False
+) -> PreparedTexts:
+    """Everything of the text form but the pass: the checks, segmentation, ids."""
     loaded = registry.get(request.model or "", request.version)
     texts = [request.text] if request.text is not None else list(request.texts or [])
     check_texts(limits, texts)
     encoded = encode_texts(loaded, texts, "text" if request.text is not None else "texts")
-    lengths = [len(row) for row in encoded.ids]
-    longest = max(lengths)
+    longest = max(len(row) for row in encoded.ids)
     layer = loaded.model.rnn
     check_limit(limits, "max_tokens_per_forward", longest * len(texts))
     check_limit(limits, "max_tensor_elements", longest * len(texts) * layer.hidden_size)
-    pad = loaded.vocab.pad_id if loaded.vocab.pad_id is not None else 0
-    ids = torch.full((len(texts), longest), pad, dtype=torch.long)  # (batch, seq), right-padded
-    for row, token_ids in enumerate(encoded.ids):
-        ids[row, : len(token_ids)] = torch.tensor(token_ids)
-    hidden = _initial_state(request, layer, len(texts), limits, loaded.device)
     _check_states_size(request, layer, longest, len(texts), limits)
+    return PreparedTexts(request, loaded, encoded, limits, binary)
+
+
+def compute_texts(items: Sequence[PreparedTexts]) -> list[RNNForwardResponse | Exception]:
+    """The answers of text-form requests for one model version, from one pass over their texts
+    right-padded together (packed, so each text's ``hn`` is at its own last token). Only a
+    request alone may bring its own ``h0``/``c0`` or ask for ``return_states``
+    (:func:`batchable`)."""
+    loaded = items[0].loaded
+    layer = loaded.model.rnn
+    rows = [row for item in items for row in item.encoded.ids]
+    lengths = [len(row) for row in rows]
+    pad = loaded.vocab.pad_id if loaded.vocab.pad_id is not None else 0
+    ids = torch.full((len(rows), max(lengths)), pad, dtype=torch.long)  # (batch, seq)
+    for position, token_ids in enumerate(rows):
+        ids[position, : len(token_ids)] = torch.tensor(token_ids)
+    ids = ids.to(loaded.device)
+    hidden = None
+    if len(items) == 1:
+        hidden = _initial_state(items[0].request, layer, len(rows), items[0].limits, loaded.device)
     initial = "given" if hidden is not None else "zeros"
     if hidden is None and loaded.eos_id is not None:
         # A fresh text: where every text began in training, after the <eos> that ends the last.
-        hidden = loaded.model.start_state(len(texts), loaded.eos_id)
+        hidden = loaded.model.start_state(len(rows), loaded.eos_id)
         initial = "eos"
     result = loaded.model.recurrent(
-        ids.to(loaded.device),
-        hidden,
-        lengths=torch.tensor(lengths) if len(set(lengths)) > 1 else None,
+        ids, hidden, lengths=torch.tensor(lengths) if len(set(lengths)) > 1 else None
     )
-    output = result.output if request.batch_first else result.output.transpose(0, 1)
-    state = result.hn if result.cn is None else (result.hn, result.cn)
-    states = None
-    if request.return_states:
-        embedded = loaded.model.embed(ids.to(loaded.device)).transpose(0, 1)  # (seq, batch, emb)
-        states = _every_layer_state(layer, embedded, hidden, lengths)
-    response = _response(
-        request, layer, output, state, limits=limits, loaded=loaded, states=states, binary=binary
-    )
-    response.lengths = lengths
-    response.initial_state = initial
-    response.tokens = encoded.tokens
-    response.ids = encoded.ids
-    return response
+    starts = list(accumulate((len(item.encoded.ids) for item in items), initial=0))
+
+    def answer(position: int) -> RNNForwardResponse:
+        item, request = items[position], items[position].request
+        begin, end = starts[position], starts[position + 1]
+        own = lengths[begin:end]
+        output = result.output[begin:end, : max(own)]  # (texts, seq, hidden): its own padding
+        if not request.batch_first:
+            output = output.transpose(0, 1)
+        hn = result.hn[:, begin:end]
+        state = hn if result.cn is None else (hn, result.cn[:, begin:end])
+        states = None
+        if request.return_states:  # alone: see batchable()
+            embedded = loaded.model.embed(ids).transpose(0, 1)  # (seq, batch, emb)
+            states = _every_layer_state(layer, embedded, hidden, own)
+        response = _response(
+            request,
+            layer,
+            output,
+            state,
+            limits=item.limits,
+            loaded=loaded,
+            states=states,
+            binary=item.binary,
+        )
+        response.lengths = own
+        response.initial_state = initial
+        response.tokens = item.encoded.tokens
+        response.ids = item.encoded.ids
+        return response
+
+    return answer_each(range(len(items)), answer)
+
+
+def _forward_texts(
+    request: RNNForwardRequest, registry: ModelRegistry, limits: Limits, binary: bool
+) -> RNNForwardResponse:
+    return alone(compute_texts, prepare_texts(request, registry, limits, binary))
 
 
 def _check_states_size(

@@ -6,13 +6,19 @@ from app.errors import located
 from app.limits import check_limit, check_texts
 from app.registry import ModelRegistry
 from app.schemas.tokenize import TokenizeRequest, TokenizeResponse, TokenizerSettings
+from app.segmentation import SegmentationPool, segment_here
 from app.settings import Limits
 from app.tokenizers import TokenizerCache
 
 
 def tokenize(
-    request: TokenizeRequest, registry: ModelRegistry, tokenizers: TokenizerCache, limits: Limits
+    request: TokenizeRequest,
+    registry: ModelRegistry,
+    tokenizers: TokenizerCache,
+    limits: Limits,
+    pool: SegmentationPool | None = None,
 ) -> TokenizeResponse:
+    """Segment the request's texts; with ``pool`` (a large request), in its worker processes."""
     texts = request.all_texts
     check_texts(limits, texts)
     loaded = None
@@ -23,13 +29,12 @@ def tokenize(
         check_limit(limits, "max_user_words", len(request.user_words or ()))
         with located("body"):
             tokenizer = tokenizers.get(request.tokenizer_config())
-    if request.offsets:
-        segmentations = [tokenizer.segment(text, offsets=True) for text in texts]
-        tokens = [s.tokens for s in segmentations]
-        offsets = [s.offsets or [] for s in segmentations]
+    if pool is not None:
+        segmentations = pool.segment(tokenizer, texts, offsets=request.offsets)
     else:
-        tokens = [tokenizer.tokenize(text) for text in texts]
-        offsets = None
+        segmentations = segment_here(tokenizer, texts, offsets=request.offsets)
+    tokens = [s.tokens for s in segmentations]
+    offsets = [s.offsets or [] for s in segmentations] if request.offsets else None
     response = TokenizeResponse(
         tokens=tokens,
         offsets=offsets,

@@ -23,6 +23,7 @@ from app.jobs.store import JobRecord
 from app.limits import check_limit
 from app.registry import ModelRegistry
 from app.schemas.training import JobInfo, JobMetrics, JobProgress, TrainRequest
+from app.segmentation import SegmentationPool, tokens_of
 from app.services.registry import build_from_texts
 from app.settings import Limits
 from app.tokenizers import TokenizerCache
@@ -63,6 +64,7 @@ def prepare_job(
     tokenizers: TokenizerCache,
     limits: Limits,
     job_dir: Path,
+    pool: SegmentationPool | None = None,
 ) -> PreparedJob:
     """Split into texts, segment, encode, split and write the data; raise a 4xx error for an
     impossible request.
@@ -82,7 +84,7 @@ def prepare_job(
         tokenizer_config = create.tokenizer.to_config()
         texts = _texts(documents, tokenizer_config.boundary)
         per_text, vocab, model_config = build_from_texts(
-            create, texts, tokenizers, limits, location="body.create"
+            create, texts, tokenizers, limits, location="body.create", pool=pool
         )
         # Recorded, so the initial weights of every job can be reproduced.
         model_seed = create.seed if create.seed is not None else fresh_seed()
@@ -92,7 +94,7 @@ def prepare_job(
         base_path = registry.path(request.model, base_version)
         tokenizer_config = loaded.tokenizer_config
         texts = _texts(documents, tokenizer_config.boundary)
-        per_text = [loaded.tokenizer.tokenize(text) for text in texts]
+        per_text = tokens_of(loaded.tokenizer, texts, pool)
         vocab = loaded.vocab
         model_config = loaded.config
         model_seed = None
@@ -168,8 +170,10 @@ def submit(
     tokenizers: TokenizerCache,
     corpora: CorpusStore,
     limits: Limits,
+    pool: SegmentationPool | None = None,
 ) -> JobRecord:
-    """Check and prepare the data (422/404/409 at once), then queue the job."""
+    """Check and prepare the data (422/404/409 at once; segmented on every core with
+    ``pool``), then queue the job."""
     if request.texts is not None:
         check_limit(limits, "max_training_chars", sum(len(text) for text in request.texts))
         documents = list(request.texts)
@@ -180,7 +184,9 @@ def submit(
     job_id = jobs.new_job_id()
     job_dir = jobs.job_dir(job_id)
     try:
-        prepared = prepare_job(job_id, request, documents, registry, tokenizers, limits, job_dir)
+        prepared = prepare_job(
+            job_id, request, documents, registry, tokenizers, limits, job_dir, pool
+        )
     except BaseException:
         files.discard(job_dir)
         raise

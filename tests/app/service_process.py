@@ -48,6 +48,7 @@ class ServiceProcess:
             "SEQLAB_DEVICE": "cpu",
             "SEQLAB_TRAIN_DEMO_MODEL": "false",
             "SEQLAB_LOG_LEVEL": "warning",
+            "SEQLAB_SEGMENTATION_PROCESSES": "1",  # no worker processes unless a test asks
             **self.settings,
         }
         self.process = subprocess.Popen(

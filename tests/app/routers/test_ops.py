@@ -45,7 +45,8 @@ def test_metrics_count_requests_by_route_and_status(shared_client):
     assert (
         'seqlab_request_duration_seconds_bucket{le="0.005",method="POST",route="/tokenize"}' in text
     )
-    assert "seqlab_models_loaded 1.0" in text
+    assert 'seqlab_models_loaded{device="cpu"} 1.0' in text
+    assert 'seqlab_models{device="cpu"} 1.0' in text
 
 
 def test_metrics_label_routes_by_template(shared_client):
