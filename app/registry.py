@@ -166,7 +166,7 @@ class ModelRegistry:
         # What is loaded, least recently used first, and the bytes each takes on the device.
         self._loaded: OrderedDict[tuple[str, int], LoadedModel] = OrderedDict()
         self._sizes: dict[tuple[str, int], int] = {}
-        self._loading: dict[tuple[str, int], threading.Lock] = {}
+        self._load_lock = threading.Lock()  # one version read from disk at a time
         # Bumped when a model is deleted or made anew: a load begun before must not be kept.
         self._generation: Counter[str] = Counter()
         self._uses: Counter[str] = Counter()
@@ -205,23 +205,31 @@ class ModelRegistry:
                 self._latest[name] = versions[-1]
 
     def preload(self, count: int) -> list[str]:
-        """Load the latest version of the ``count`` most used models, while they fit the
-        budget; returns their labels. A version that cannot be loaded is logged and skipped:
-        asking for it answers why."""
-        done: list[str] = []
+        """Load the latest version of the ``count`` most used models that fit the budget
+        beside each other (a model too big for what is left is skipped, the next may fit);
+        returns their labels. The most used ends as the most recently used, the last to be
+        evicted. A version that cannot be loaded is logged and skipped: asking for it answers
+        why."""
+        done: list[LoadedModel] = []
         for name in self.index.most_used()[:count]:
             row = self._latest.get(name)
             if row is None:
                 continue
             try:
-                loaded = self._ensure_loaded(row, evict=False)
+                estimate = _summary(self.path(row.name, row.version), row.created_at)[5]
+                if self.memory_budget and self.memory_used() + estimate > self.memory_budget:
+                    continue  # never evicts: what is loaded stays, this loads on first use
+                with self._read_lock:
+                    generation = self._generation[name]
+                done.append(self._ensure_loaded(row, generation))
             except Exception:
                 logger.exception("could not preload %s@%s", row.name, row.version)
-                continue
-            if not self.is_loaded(name):
-                break  # full: what is loaded stays, the rest loads on first use
-            done.append(loaded.label)
-        return done
+        with self._read_lock:
+            for loaded in reversed(done):
+                key = (loaded.name, loaded.version)
+                if key in self._loaded:
+                    self._loaded.move_to_end(key)
+        return [loaded.label for loaded in done]
 
     def sync(self) -> list[str]:
         """Catch up with another process on the same data dir (``seqlab train``).
@@ -254,10 +262,18 @@ class ModelRegistry:
                 if current is not None and not recreated and latest.version <= current.version:
                     continue
                 was_loaded = current is not None and self.is_loaded(name)
+                replacement = None
+                if was_loaded:  # in use: the new version is ready before it is served
+                    try:
+                        replacement = self._load_version(latest)
+                    except Exception:  # asking for it will say why; the others still sync
+                        logger.exception("could not load %s@%s", name, latest.version)
                 if recreated:
                     self._forget(name)  # no loaded version of the old model holds
-                if was_loaded:  # in use: the new version is ready before it is served
-                    self._admit(self._load_version(latest), self._generation[name])
+                with self._read_lock:
+                    generation = self._generation[name]
+                if replacement is not None:
+                    self._admit(replacement, generation)
                 self._latest[name] = latest
                 if was_loaded and not recreated and current is not None:
                     self._evict((name, current.version))
@@ -287,9 +303,11 @@ class ModelRegistry:
     def get(self, name: str, version: int | None = None) -> LoadedModel:
         """The latest version of ``name``, or the pinned ``version``, loaded (from disk if it
         is not in memory: call it off the event loop unless :meth:`is_loaded`)."""
-        row = self._row(name, version)
-        self._uses[name] += 1
-        return self._ensure_loaded(row)
+        with self._read_lock:  # the row and the generation it belongs to, together
+            row = self._row(name, version)
+            generation = self._generation[name]
+            self._uses[name] += 1
+        return self._ensure_loaded(row, generation)
 
     def is_loaded(self, name: str | None, version: int | None = None) -> bool:
         """Whether :meth:`get` would answer from memory (an unknown model answers at once too:
@@ -303,12 +321,14 @@ class ModelRegistry:
         """A version's configuration, vocabulary size and parameters, without loading it."""
         row = self._row(name, version)
         loaded = self._loaded.get((row.name, row.version))
-        if loaded is not None and loaded.created_at == row.created_at:
+        if loaded is not None and loaded.created_at != row.created_at:
+            loaded = None  # another model of that name, deleted since
+        if loaded is not None:
             config, tokenizer = loaded.config, loaded.tokenizer_config
             vocab_size, specials = len(loaded.vocab), tuple(loaded.vocab.specials)
             parameters = loaded.model.num_parameters()
         else:
-            config, tokenizer, vocab_size, specials, parameters = _summary(
+            config, tokenizer, vocab_size, specials, parameters, _ = _summary(
                 self.path(row.name, row.version), row.created_at
             )
         return VersionSummary(
@@ -366,36 +386,51 @@ class ModelRegistry:
             )
         return rows[0]
 
-    def _ensure_loaded(self, row: VersionRow, *, evict: bool = True) -> LoadedModel:
+    def _ensure_loaded(self, row: VersionRow, generation: int) -> LoadedModel:
+        """``row``'s version from memory, or read from disk: one load at a time, after making
+        room for it within the budget, so the loaded set and the load together stay within it
+        (requests still holding an evicted version keep it alive until they finish)."""
         key = (row.name, row.version)
         with self._read_lock:
             hit = self._loaded.get(key)
             if hit is not None:
                 self._loaded.move_to_end(key)
                 return hit
-            gate = self._loading.setdefault(key, threading.Lock())
-            generation = self._generation[row.name]
-        with gate:  # one load of a version at a time; the others wait for it
+        with self._load_lock:
             with self._read_lock:
-                hit = self._loaded.get(key)
+                hit = self._loaded.get(key)  # loaded while this one waited for the lock
                 if hit is not None:
                     self._loaded.move_to_end(key)
                     return hit
             try:
+                estimate = _summary(self.path(row.name, row.version), row.created_at)[5]
+                self._make_room(estimate)
                 loaded = self._load_version(row)
-                self._admit(loaded, generation, evict=evict)
-            finally:
+            except Exception:
                 with self._read_lock:
-                    self._loading.pop(key, None)
+                    gone = self._generation[row.name] != generation
+                if gone:  # deleted (or made anew) while it was read: its files are gone
+                    raise ModelNotFoundError(
+                        f"model {row.name!r} was deleted", model=row.name
+                    ) from None
+                raise
+            self._admit(loaded, generation)
         return loaded
 
-    def _admit(self, loaded: LoadedModel, generation: int, *, evict: bool = True) -> bool:
+    def _make_room(self, size: int) -> None:
+        """Evict the least recently used versions until ``size`` more bytes fit the budget."""
+        budget = self.memory_budget
+        with self._read_lock:
+            while budget and self._loaded and self._used() + size > budget:
+                self._drop(next(iter(self._loaded)))
+
+    def _admit(self, loaded: LoadedModel, generation: int) -> bool:
         """Keep ``loaded`` in memory and say whether it was kept.
 
-        Not kept: its model was deleted or made anew since its load began, it alone is larger
-        than the budget (then every use reads it from disk), or ``evict`` is off and it does
-        not fit beside what is loaded. Kept: the least recently used versions past the budget
-        are evicted, and the model's older versions past ``older_versions_kept``.
+        Not kept: its model was deleted or made anew since its load began, or it alone is
+        larger than the budget (then every use reads it from disk). Kept: the least recently
+        used versions past the budget are evicted, and the model's older versions past
+        ``older_versions_kept``.
         """
         key = (loaded.name, loaded.version)
         size = weight_bytes(loaded.model)
@@ -403,15 +438,14 @@ class ModelRegistry:
         with self._read_lock:
             if self._generation[loaded.name] != generation:
                 return False
-            if budget and (size > budget or (not evict and self._used() + size > budget)):
-                if size > budget:
-                    logger.warning(
-                        "%s takes %d bytes, more than the model memory budget (%d): it is "
-                        "read from disk for every use",
-                        loaded.label,
-                        size,
-                        budget,
-                    )
+            if budget and size > budget:
+                logger.warning(
+                    "%s takes %d bytes, more than the model memory budget (%d): it is read "
+                    "from disk for every use",
+                    loaded.label,
+                    size,
+                    budget,
+                )
                 return False
             self._loaded[key] = loaded
             self._loaded.move_to_end(key)
@@ -534,9 +568,10 @@ class ModelRegistry:
         return self.models_dir / name / f"v{version}"
 
     def _load_version(self, row: VersionRow) -> LoadedModel:
-        self.loads += 1
         checkpoint = load_checkpoint(self.path(row.name, row.version), self.device)
         checkpoint.model.requires_grad_(False)
+        with self._read_lock:
+            self.loads += 1
         return LoadedModel(
             name=row.name,
             version=row.version,
@@ -552,19 +587,20 @@ class ModelRegistry:
 @functools.lru_cache(maxsize=256)
 def _summary(
     path: Path, created_at: str
-) -> tuple[LanguageModelConfig, TokenizerConfig, int, tuple[str, ...], int]:
-    """A version's config, tokenizer, vocabulary size, specials and parameter count, read from
-    its checkpoint's JSON (versions never change in place; ``created_at`` tells a re-created
-    model's version from the old one at the same path)."""
+) -> tuple[LanguageModelConfig, TokenizerConfig, int, tuple[str, ...], int, int]:
+    """A version's config, tokenizer, vocabulary size, specials, parameter count and the bytes
+    its weights will take, read from its checkpoint's JSON (versions never change in place;
+    ``created_at`` tells a re-created model's version from the old one at the same path)."""
     document = read_checkpoint_document(path)
     config = LanguageModelConfig.from_dict(document["model"])
     with torch.device("meta"):  # shapes only: no memory, no initialisation
-        parameters = RNNLanguageModel(config).num_parameters()
+        network = RNNLanguageModel(config)
     vocab = document["vocab"]
     return (
         config,
         TokenizerConfig.from_dict(document["tokenizer"]),
         len(vocab["tokens"]),
         tuple(vocab["specials"]),
-        parameters,
+        network.num_parameters(),
+        weight_bytes(network),
     )

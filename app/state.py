@@ -75,6 +75,7 @@ class ServiceState:
                 self.run,
                 wait_seconds=settings.batch_wait_ms / 1000,
                 max_tokens=settings.batch_max_tokens,
+                max_waiting=max(1, settings.max_queued_inference),
                 observe=lambda operation, size: self.metrics.batch_sizes.labels(operation).observe(
                     size
                 ),

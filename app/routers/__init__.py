@@ -1,13 +1,13 @@
 """One router per area; each handler resolves its access, calls one service, shapes the answer."""
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Annotated, Any, Protocol, TypeVar
 
 from fastapi import Query, Request, Response
 from pydantic import BaseModel
 
 from app import binary
-from app.batching import alone
+from app.batching import BatchedOperation, alone
 from app.errors import (
     InvalidInputError,
     LimitExceededError,
@@ -104,13 +104,16 @@ async def infer(
 
 
 class Prepared(Protocol):
-    """A request ready to join a batch (app.batching): its model version and its size."""
+    """A request ready to join a batch (app.batching): its model version and its shape."""
 
     @property
     def loaded(self) -> LoadedModel: ...
 
     @property
-    def size(self) -> int: ...
+    def rows(self) -> int: ...
+
+    @property
+    def longest(self) -> int: ...
 
 
 PreparedT = TypeVar("PreparedT", bound=Prepared)
@@ -118,12 +121,11 @@ PreparedT = TypeVar("PreparedT", bound=Prepared)
 
 async def batched(
     state: ServiceState,
-    operation: str,
+    operation: BatchedOperation,
     prepare: Callable[[RequestT, ModelRegistry, Limits], PreparedT],
-    compute: Callable[[Sequence[PreparedT]], list[AnswerT | Exception]],
     request: RequestT,
     version: int | None = None,
-) -> AnswerT:
+) -> Any:
     """Prepare ``request`` (checks, segmentation: its own errors are its own), then compute
     its answer in one forward pass with the concurrent requests for the same model version
     (app.batching); alone when batching is off."""
@@ -134,10 +136,16 @@ async def batched(
     limits = state.settings.limits
     prepared = await state.run(prepare, request, state.registry, limits, small=small)
     if state.batcher is None:
-        return await state.run(alone, compute, prepared, small=small)
-    # The version object itself is the key: a model deleted and made anew never shares a batch.
+        return await state.run(alone, operation.compute, prepared, small=small)
+    # The version object itself is the key: a model deleted and made anew never shares a batch
+    # (the queue holds the object, so its id is not reused while the queue lives).
     return await state.batcher.submit(
-        operation, id(prepared.loaded), prepared, compute, tokens=prepared.size, small=small
+        operation,
+        id(prepared.loaded),
+        prepared,
+        rows=prepared.rows,
+        longest=prepared.longest,
+        small=small,
     )
 
 

@@ -4,8 +4,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 
 from app import binary
+from app.batching import BatchedOperation
 from app.deps import READ_ONLY, InferenceState, ReadState
 from app.errors import NotFoundError, OverloadedError
+from app.inline import INLINE_TOKENS
 from app.problems import responses_for
 from app.routers import (
     BINARY_MEDIA,
@@ -20,6 +22,8 @@ from app.schemas.embed import EmbedRequest, EmbedResponse, NeighboursResponse
 from app.services import embed as service
 
 router = APIRouter(tags=["embeddings"])
+# One flat lookup of every request's ids: nothing is padded.
+EMBED = BatchedOperation("embed", service.compute_embed, padded=False, inline_limit=INLINE_TOKENS)
 
 
 @router.post(
@@ -38,7 +42,7 @@ async def embed(
     """
     wanted = binary.wants_binary(http.headers.get("accept"))
     prepare = partial(service.prepare_embed, binary=wanted)
-    result = await batched(state, "embed", prepare, service.compute_embed, request, version)
+    result = await batched(state, EMBED, prepare, request, version)
     if wanted:
         return binary_answer(result, result.model, result.version)
     return json_answer(result, result.model, result.version)

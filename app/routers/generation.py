@@ -6,7 +6,9 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Response
 from fastapi.responses import StreamingResponse
 
+from app.batching import BatchedOperation
 from app.deps import READ_ONLY, InferenceState
+from app.inline import INLINE_TOKENS
 from app.problems import describe, problem_body
 from app.routers import (
     INFERENCE_ERRORS,
@@ -27,6 +29,11 @@ from app.schemas.generation import (
 from app.services import generation as service
 
 router = APIRouter(tags=["language model"])
+# Their texts are right-padded into one (texts, longest) pass.
+PREDICT = BatchedOperation(
+    "predict", service.compute_predict, padded=True, inline_limit=INLINE_TOKENS
+)
+SCORE = BatchedOperation("score", service.compute_score, padded=True, inline_limit=INLINE_TOKENS)
 
 
 @router.post(
@@ -36,9 +43,7 @@ async def predict(
     request: PredictRequest, state: InferenceState, version: QueryVersion = None
 ) -> Response:
     """The k most probable next words after a text (or each of `texts`, as one batch)."""
-    result = await batched(
-        state, "predict", service.prepare_predict, service.compute_predict, request, version
-    )
+    result = await batched(state, PREDICT, service.prepare_predict, request, version)
     return json_answer(result, result.model, result.version)
 
 
@@ -160,7 +165,5 @@ async def score(
 ) -> Response:
     """Each token's log-probability given the tokens before it in its text, read as a fresh
     text, and the perplexity of each text and of all: the number training reports."""
-    result = await batched(
-        state, "score", service.prepare_score, service.compute_score, request, version
-    )
+    result = await batched(state, SCORE, service.prepare_score, request, version)
     return json_answer(result, result.model, result.version)

@@ -1,5 +1,6 @@
 from typing import Annotated
 
+import anyio
 from fastapi import APIRouter, Path, Query, Response, status
 
 from app.deps import JsonWriteState, ReadState, WriteState
@@ -43,7 +44,8 @@ async def create_model(
 @router.get("", responses=responses_for())
 async def list_models(state: ReadState) -> ModelList:
     """Every model, at its latest version (described from disk: nothing is loaded)."""
-    return ModelList(models=await state.run(service.model_infos, state.registry))
+    # Off the event loop (a checkpoint's JSON may be read), outside the inference queue.
+    return ModelList(models=await anyio.to_thread.run_sync(service.model_infos, state.registry))
 
 
 @router.get("/{name}", responses=responses_for(NotFoundError))
@@ -52,7 +54,7 @@ async def get_model(
 ) -> ModelInfo:
     """One model: configuration, tokenizer, vocabulary size, device (and whether it is loaded),
     versions, metrics."""
-    info = await state.run(service.model_info, state.registry, name, version)
+    info = await anyio.to_thread.run_sync(service.model_info, state.registry, name, version)
     name_model(response, info.name, info.version)
     return info
 

@@ -3,7 +3,9 @@ from functools import partial
 from fastapi import APIRouter, Request, Response
 
 from app import binary
+from app.batching import BatchedOperation
 from app.deps import READ_ONLY, InferenceState
+from app.inline import INLINE_STEPS
 from app.routers import (
     BINARY_MEDIA,
     INFERENCE_ERRORS,
@@ -17,6 +19,9 @@ from app.schemas.rnn import RNNForwardRequest, RNNForwardResponse
 from app.services import rnn as service
 
 router = APIRouter(tags=["recurrent layer"])
+# The texts' ids right-padded into one (texts, longest) pass; on the event loop only as many
+# steps as one small request may take (app.inline).
+RNN_TEXTS = BatchedOperation("rnn", service.compute_texts, padded=True, inline_limit=INLINE_STEPS)
 
 # The tensor form may also come as safetensors: `input` (and `h0`, `c0`) as tensors, the other
 # fields as JSON in the header's __metadata__["request"] (app.binary).
@@ -46,7 +51,7 @@ async def rnn_forward(
     wanted = binary.wants_binary(http.headers.get("accept"))
     if service.batchable(request):
         prepare = partial(service.prepare_texts, binary=wanted)
-        result = await batched(state, "rnn", prepare, service.compute_texts, request, version)
+        result = await batched(state, RNN_TEXTS, prepare, request, version)
     else:
         result = await infer(state, partial(service.forward, binary=wanted), request, version)
     if wanted:

@@ -29,7 +29,11 @@ class PreparedEmbed:
     binary: bool
 
     @property
-    def size(self) -> int:
+    def rows(self) -> int:
+        return 1  # one flat lookup of all its ids: nothing is padded
+
+    @property
+    def longest(self) -> int:
         return sum(map(len, self.ids))
 
 

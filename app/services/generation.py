@@ -50,9 +50,13 @@ class PreparedTexts:
     oov: list[list[bool]]
 
     @property
-    def size(self) -> int:
-        """Token positions it adds to a batch."""
-        return sum(map(len, self.ids))
+    def rows(self) -> int:
+        return len(self.ids)
+
+    @property
+    def longest(self) -> int:
+        """Positions of its longest row in a pass (with the start token before it)."""
+        return max(map(len, self.ids)) + 1
 
 
 def prepare_predict(

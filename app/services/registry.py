@@ -22,6 +22,7 @@ from app.segmentation import SegmentationPool, tokens_of
 from app.settings import Limits
 from app.tokenizers import TokenizerCache
 from models.adaptive import choose_cutoffs
+from models.errors import CheckpointError
 from models.lm import LanguageModelConfig, RNNLanguageModel
 from models.seeding import fresh_seed, seeded
 from models.vocab import Vocab
@@ -146,6 +147,9 @@ def model_infos(registry: ModelRegistry) -> list[ModelInfo]:
             infos.append(model_info(registry, name))
         except NotFoundError:
             continue
+        except (CheckpointError, OSError):  # its files went with a deletion just now
+            if name in registry.names():
+                raise
     return infos
 
 

@@ -174,8 +174,12 @@ class PreparedTexts:
     binary: bool
 
     @property
-    def size(self) -> int:
-        return sum(map(len, self.encoded.ids))
+    def rows(self) -> int:
+        return len(self.encoded.ids)
+
+    @property
+    def longest(self) -> int:
+        return max(map(len, self.encoded.ids))
 
 
 def batchable(request: RNNForwardRequest) -> bool:

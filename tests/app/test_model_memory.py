@@ -114,17 +114,22 @@ def test_the_most_used_models_are_preloaded_in_the_background(make_client):
     assert memory(client)["preload_models"] == 2
 
 
-def test_preloading_stops_at_the_budget(make_client):
+def test_preloading_stops_at_the_budget_without_evicting(make_client):
     first = make_client(create_demo_model=False, train_demo_model=False)
     size = create_models(first)
+    for _ in range(2):
+        first.post("/predict", json={"model": "delta", "text": TEXT})
     first.__exit__(None, None, None)
 
     client = make_client(
         create_demo_model=False, train_demo_model=False, preload_models=4, model_memory=size
     )
-    assert len(wait_loaded(client, 1)) == 1
+    assert wait_loaded(client, 1) == ["delta@1"]  # the most used; the others do not fit
     time.sleep(0.3)
-    assert len(memory(client)["loaded"]) == 1
+    assert [entry["label"] for entry in memory(client)["loaded"]] == ["delta@1"]
+    metrics = client.get("/metrics").text
+    assert 'seqlab_model_loads_total{device="cpu"} 1.0' in metrics  # none loaded to be evicted
+    assert 'seqlab_model_evictions_total{device="cpu"} 0.0' in metrics
 
 
 def test_a_model_larger_than_the_budget_is_served_but_never_kept(make_client):
@@ -139,21 +144,40 @@ def test_a_model_larger_than_the_budget_is_served_but_never_kept(make_client):
     assert client.get("/models/lesson").json()["loaded"] is False
 
 
-def test_older_versions_count_against_the_budget_and_the_latest_stays_named(make_client):
-    client = make_client(create_demo_model=False, train_demo_model=False)
-    size = create_models(client)
+def train_once(client: TestClient, name: str) -> None:
     body = {"texts": ["我爱学习自然语言处理"], "seq_len": 2, "batch_size": 1, "val_fraction": 0.0}
-    job = client.post("/train", json={**body, "model": "alpha", "epochs": 1, "wait": True})
+    job = client.post("/train", json={**body, "model": name, "epochs": 1, "wait": True})
     assert job.status_code == 200, job.text
     assert job.json()["status"] == "succeeded", job.text
-    assert client.get("/models/alpha").json()["version"] == 2
-    pinned = client.post("/predict?version=1", json={"model": "alpha", "text": TEXT})
-    assert pinned.status_code == 200
-    assert pinned.headers["Seqlab-Model"] == "alpha@1"
+
+
+def test_older_versions_are_kept_as_the_setting_says_within_the_budget(make_client):
+    client = make_client(create_demo_model=False, train_demo_model=False)
+    size = create_models(client)
+    client.__exit__(None, None, None)
+    client = make_client(
+        create_demo_model=False,
+        train_demo_model=False,
+        preload_models=0,
+        loaded_versions_per_model=1,
+        model_memory=3 * size,
+    )
+    train_once(client, "alpha")
+    train_once(client, "alpha")
+    assert client.get("/models/alpha").json()["version"] == 3
+    for version in (1, 2):
+        pinned = client.post(f"/predict?version={version}", json={"model": "alpha", "text": TEXT})
+        assert pinned.status_code == 200
+        assert pinned.headers["Seqlab-Model"] == f"alpha@{version}"
+    # The latest, and one older version (the most recently used): v1 was dropped for v2.
     labels = [entry["label"] for entry in memory(client)["loaded"]]
-    assert labels[-1] == "alpha@1"
-    assert "alpha@2" in labels
-    assert memory(client)["used_bytes"] == size * len(labels)
+    assert sorted(labels) == ["alpha@2", "alpha@3"]
+    for name in ("beta", "gamma"):  # two more models: the budget (3) evicts the oldest use
+        assert client.post("/predict", json={"model": name, "text": TEXT}).status_code == 200
+    held = memory(client)
+    # Least recently used first out: alpha@3 (used before v1 and v2 were asked for).
+    assert [entry["label"] for entry in held["loaded"]] == ["alpha@2", "beta@1", "gamma@1"]
+    assert held["used_bytes"] <= 3 * size
 
 
 @pytest.mark.parametrize("value", ["-1", "lots"])

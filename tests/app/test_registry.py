@@ -8,6 +8,8 @@ restart tests start the whole service twice over one data dir (``load()`` at sta
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from app.errors import ConflictError, NotFoundError
 from app.layout import DataLayout
 from app.registry import LoadedModel, ModelRegistry
 from app.tokenizers import TokenizerCache
+from models.errors import CheckpointError
 from models.lm import LanguageModelConfig, RNNLanguageModel
 from models.tokenizer import TokenizerConfig
 from models.vocab import Vocab
@@ -281,3 +284,76 @@ def test_sync_drops_pinned_versions_of_a_model_created_again_past_its_old_versio
     assert "lesson@3" in service.sync()
     assert same_weights(service.get("lesson").model, tiny_model(5))
     assert same_weights(service.get("lesson", 1).model, tiny_model(3))
+
+
+# -- loading on demand -------------------------------------------------------------------------
+
+
+def slow_loads(registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Make the registry's next loads wait for the returned event (reading from disk)."""
+    release = threading.Event()
+    original = registry._load_version
+
+    def waiting(row):
+        loaded = original(row)
+        assert release.wait(10)
+        return loaded
+
+    monkeypatch.setattr(registry, "_load_version", waiting)
+    return release
+
+
+def test_a_model_deleted_while_it_loads_is_never_kept(
+    make_registry: MakeRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    publish(make_registry(), create=True)
+    registry = make_registry()  # a second process: nothing loaded yet
+    assert not registry.is_loaded("lesson")
+    release = slow_loads(registry, monkeypatch)
+    outcome: list[object] = []
+    reader = threading.Thread(target=lambda: outcome.append(registry.get("lesson")))
+    reader.start()
+    time.sleep(0.1)
+    deleter = threading.Thread(target=registry.delete, args=("lesson",))
+    deleter.start()
+    release.set()
+    reader.join(10)
+    deleter.join(10)
+    assert registry.names() == []
+    assert registry.loaded_versions() == []  # what the reader got was not kept
+    with pytest.raises(NotFoundError):
+        registry.get("lesson")
+
+
+def test_a_model_made_anew_while_its_old_self_loads_serves_the_new_one(
+    make_registry: MakeRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    publish(make_registry(), create=True, seed=0)
+    registry = make_registry()
+    release = slow_loads(registry, monkeypatch)
+    reader = threading.Thread(target=lambda: registry.get("lesson"))
+    reader.start()
+    time.sleep(0.1)
+    registry.delete("lesson")
+    monkeypatch.undo()  # the new model's load is not held back
+    release.set()
+    reader.join(10)
+    fresh = publish(registry, create=True, seed=1)
+    assert registry.get("lesson") is fresh
+    assert same_weights(registry.get("lesson").model, tiny_model(1))
+    assert registry.loaded_versions() == [("lesson@1", registry.memory_used())]
+
+
+def test_sync_goes_on_past_a_version_that_cannot_be_loaded(make_registry: MakeRegistry) -> None:
+    writer, reader = make_registry(), make_registry()
+    for name in ("aaa", "zzz"):
+        publish(writer, name, create=True)
+    reader.sync()
+    reader.get("aaa")  # loaded: a newer version is loaded at once when it is synced
+    publish(writer, "aaa", create=False, seed=1)
+    publish(writer, "zzz", create=False, seed=1)
+    (writer.path("aaa", 2) / "model.safetensors").write_bytes(b"damaged")
+    assert reader.sync() == ["aaa@2", "zzz@2"]  # zzz, after the damaged one, is synced too
+    assert reader.get("zzz").version == 2
+    with pytest.raises(CheckpointError):
+        reader.get("aaa")  # asking says why
