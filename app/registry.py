@@ -18,10 +18,13 @@ always holds one whole version. Served modules are read-only (eval, no gradients
 from __future__ import annotations
 
 import functools
+import json
 import logging
+import math
 import os
 import re
 import shutil
+import struct
 import tempfile
 import threading
 from collections import Counter, OrderedDict
@@ -38,11 +41,13 @@ from app.ownership import LEASE_SECONDS, Owner, lease_of, writer_gone
 from app.tokenizers import TokenizerCache
 from models.boundaries import end_id
 from models.checkpoint import (
+    WEIGHTS_FILE,
     fsync_directory,
     load_checkpoint,
     read_checkpoint_document,
     save_checkpoint,
 )
+from models.errors import CheckpointError
 from models.lm import LanguageModelConfig, RNNLanguageModel
 from models.tokenizer import Tokenizer, TokenizerConfig
 from models.vocab import Vocab
@@ -584,23 +589,35 @@ class ModelRegistry:
         )
 
 
+# Bytes per element of the safetensors dtypes a checkpoint may hold.
+_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "U8": 1, "BOOL": 1}
+
+
 @functools.lru_cache(maxsize=256)
 def _summary(
     path: Path, created_at: str
 ) -> tuple[LanguageModelConfig, TokenizerConfig, int, tuple[str, ...], int, int]:
     """A version's config, tokenizer, vocabulary size, specials, parameter count and the bytes
-    its weights will take, read from its checkpoint's JSON (versions never change in place;
-    ``created_at`` tells a re-created model's version from the old one at the same path)."""
+    its weights will take, read from its checkpoint's JSON and its weights' header, never the
+    weights (versions never change in place; ``created_at`` tells a re-created model's version
+    from the old one at the same path). The weights file holds a tied weight once, as
+    ``parameters()`` counts it."""
     document = read_checkpoint_document(path)
-    config = LanguageModelConfig.from_dict(document["model"])
-    with torch.device("meta"):  # shapes only: no memory, no initialisation
-        network = RNNLanguageModel(config)
+    try:
+        with open(path / WEIGHTS_FILE, "rb") as weights:
+            (length,) = struct.unpack("<Q", weights.read(8))
+            header = json.loads(weights.read(min(length, 1 << 24)))
+        tensors = [entry for key, entry in header.items() if key != "__metadata__"]
+        elements = [math.prod(entry["shape"]) for entry in tensors]
+        sizes = [_DTYPE_BYTES[entry["dtype"]] for entry in tensors]
+    except (OSError, struct.error, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise CheckpointError(f"{path / WEIGHTS_FILE} cannot be read: {error!r}") from error
     vocab = document["vocab"]
     return (
-        config,
+        LanguageModelConfig.from_dict(document["model"]),
         TokenizerConfig.from_dict(document["tokenizer"]),
         len(vocab["tokens"]),
         tuple(vocab["specials"]),
-        network.num_parameters(),
-        weight_bytes(network),
+        sum(elements),
+        sum(n * size for n, size in zip(elements, sizes, strict=True)),
     )

@@ -47,7 +47,7 @@ from bench.common import (
 from bench.servers import SOFTWARE, clean_environment, free_port
 from models.lm import LanguageModelConfig, RNNLanguageModel
 from models.tokenizer import TokenizerConfig
-from models.vocab import Vocab
+from models.vocab import DEFAULT_SPECIALS, Vocab
 
 VOCAB_SIZE = 20_000
 SIZES = (1, 20)
@@ -59,7 +59,8 @@ def build_registry(data_dir: Path, count: int) -> int:
     layout.root.mkdir(parents=True, exist_ok=True)
     registry = ModelRegistry(layout, torch.device("cpu"), TokenizerCache(layout.jieba_cache))
     registry.load()
-    vocab = Vocab([f"w{index:05d}" for index in range(VOCAB_SIZE - 3)])
+    specials = list(DEFAULT_SPECIALS)
+    vocab = Vocab([*specials, *(f"w{i:05d}" for i in range(VOCAB_SIZE - len(specials)))])
     config = LanguageModelConfig(
         vocab_size=len(vocab), embedding_dim=256, hidden_size=512, num_layers=2, cell="lstm"
     )

@@ -3,8 +3,9 @@
 Both serve the lesson's layer, ``torch.manual_seed(0); nn.RNN(4, 5, num_layers=2)``, over the
 README's 3 × 2 × 4 input: seqlab's tensor form (``{"rnn": {..., "seed": 0}, "input": ...}``,
 answering output, hn, their shapes and the seed) and LitServe's ``/predict``
-(``bench/litserve_app.py``: ``{"input": ...}`` → output, hn and the shape; one API server, one
-inference worker). Both answers are checked to hold the same ``output`` first. Each server, with
+(``bench/peer_litserve_app.py``: ``{"input": ...}`` → output, hn and the shape; one API
+server, one inference worker). Both answers are checked to hold the same ``output`` first.
+Each server, with
 every process it starts, is pinned to CPU 0 (``taskset``), wrk (one thread) to CPU 1; the
 contenders alternate A B / B A for ``--rounds`` rounds after a warm-up and the best round of
 each is kept; ``--connections`` (default 16) keep-alive connections.
@@ -13,7 +14,7 @@ LitServe is not a dependency of seqlab: give an interpreter that has it (``--lit
 default ``/tmp/litserve-venv/bin/python``; make one with ``python -m venv /tmp/litserve-venv &&
 /tmp/litserve-venv/bin/pip install torch==2.13.0 litserve==0.2.19``).
 
-Run from the repository root: ``python -m bench.litserve [--duration 10] [--rounds 3]``.
+Run from the repository root: ``python -m bench.peer_litserve [--duration 10] [--rounds 3]``.
 """
 
 from __future__ import annotations
@@ -54,7 +55,9 @@ def start_litserve(python: str, log_dir: Path) -> Server:
     log_path = log_dir / "litserve.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            ["taskset", "-c", SERVER_CPU, python, "bench/litserve_app.py", str(port)],
+            # As a module from the repository root: LitServe's workers import it by that name,
+            # and bench/ itself must not be on sys.path (bench/http.py would shadow http).
+            ["taskset", "-c", SERVER_CPU, python, "-m", "bench.peer_litserve_app", str(port)],
             cwd=REPOSITORY_ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -77,7 +80,7 @@ def start_litserve(python: str, log_dir: Path) -> Server:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = benchmark_parser("bench.litserve", __doc__)
+    parser = benchmark_parser("bench.peer_litserve", __doc__)
     parser.add_argument("--duration", type=float, default=10, help="seconds of each wrk run")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds")
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
@@ -119,7 +122,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                 status, _, body = post(servers[name].url + endpoint.path, endpoint.body_bytes)
                 if status != 200:
                     sys.exit(f"error: {name} answered {status}: {body[:300]!r}")
-                outputs[name] = json.loads(body)["output"]
+                output = json.loads(body)["output"]
+                # seqlab: {"shape", "values"}; LitServe (our encode_response): the nested lists.
+                outputs[name] = output["values"] if name == SEQLAB else output
             if outputs[SEQLAB] != outputs[LITSERVE]:
                 sys.exit("error: the two servers' outputs differ")
             for name in (SEQLAB, LITSERVE):

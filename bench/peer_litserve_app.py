@@ -1,10 +1,10 @@
-"""The peer of ``bench.litserve``: LitServe 0.2.19 serving the lesson's layer, exactly the
+"""The peer of ``bench.peer_litserve``: LitServe 0.2.19 serving the lesson's layer, exactly the
 layer seqlab's ``/rnn/forward`` builds for ``{"rnn": {"input_size": 4, "hidden_size": 5,
 "num_layers": 2, "seed": 0}}`` (``torch.manual_seed(0); nn.RNN(4, 5, num_layers=2)``), on the
 CPU, one inference worker, one API server, at ``/predict``.
 
 Runs only in an environment with litserve (never a dependency of seqlab):
-``python bench/litserve_app.py PORT``.
+``python -m bench.peer_litserve_app PORT`` from the repository root.
 """
 
 from __future__ import annotations
@@ -29,7 +29,13 @@ class LessonRNN(litserve.LitAPI):
 
     def encode_response(self, result: tuple[torch.Tensor, torch.Tensor]) -> dict:
         output, hn = result
-        return {"output": output.tolist(), "hn": hn.tolist(), "shape": list(output.shape)}
+        # The same content as seqlab's answer: output and hn, with their shapes.
+        return {
+            "output": output.tolist(),
+            "hn": hn.tolist(),
+            "output_shape": list(output.shape),
+            "hn_shape": list(hn.shape),
+        }
 
 
 if __name__ == "__main__":
