@@ -58,6 +58,9 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.chinese_lm
 	$(BIN)/python -m bench.page
 	$(BIN)/python -m bench.binary
+	$(BIN)/python -m bench.bulk_tokenize
+	$(BIN)/python -m bench.batching
+	$(BIN)/python -m bench.startup
 
 # The GPU path, checked (docs/gpu-check.md): builds .gpu/ here (wheels for the GPU machine's
 # Python 3.12 pinned to .venv's versions, and wrk), then prints what to run on that machine.
