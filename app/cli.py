@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -215,8 +216,12 @@ def _serve(arguments: argparse.Namespace) -> int:
     from app.settings import Settings
 
     settings = Settings()
+    if settings.workers > 1 and arguments.listen_fd is None:
+        from app.workers import supervise
+
+        return supervise(arguments.host, arguments.port, settings.workers)
     app = create_app(settings)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=arguments.host,
         port=arguments.port,
@@ -231,6 +236,11 @@ def _serve(arguments: argparse.Namespace) -> int:
         # runtime's SIGKILL, 10 s after its SIGTERM.
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
+    server = uvicorn.Server(config)
+    if arguments.listen_fd is None:
+        server.run()
+    else:  # one of SEQLAB_WORKERS: the supervisor's listening socket, shared by all
+        server.run(sockets=[socket.socket(fileno=arguments.listen_fd)])
     return 0
 
 
@@ -241,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="start the HTTP service")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    # Set by the supervisor of SEQLAB_WORKERS for each worker: serve on this inherited socket.
+    serve.add_argument("--listen-fd", type=int, default=None, help=argparse.SUPPRESS)
     serve.set_defaults(run=_serve)
 
     train = commands.add_parser("train", help="train a model on a UTF-8 text file")

@@ -6,6 +6,7 @@
     models/<name>/v<N>/   one immutable checkpoint per version
     corpora/<id>.txt      uploaded training texts
     jobs/<id>/            a job's prepared data and its worker's checkpoint
+    jobs.lock             held by the one process that runs training jobs (flock)
     cache/jieba/          jieba's dictionary cache
 """
 
@@ -34,6 +35,10 @@ class DataLayout:
     @property
     def jobs(self) -> Path:
         return self.root / "jobs"
+
+    @property
+    def job_runner_lock(self) -> Path:
+        return self.root / "jobs.lock"
 
     @property
     def jieba_cache(self) -> Path:

@@ -188,6 +188,14 @@ class Settings(BaseSettings):
     body_timeout_seconds: float = Field(
         30.0, gt=0, description="A request body that stalls this long is cut with a 408."
     )
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="seqlab serve's processes on one port and one data dir, each a whole service "
+        "(its own models in memory); one of them runs the training jobs, the others record them "
+        "for it, and another takes over if it dies.",
+    )
     max_running_jobs: int = Field(
         1, ge=1, description="Training jobs run at once; more wait queued."
     )

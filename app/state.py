@@ -143,7 +143,7 @@ class ServiceState:
             self.registry.load()
             if self.settings.create_demo_model:
                 ensure_lesson_model(self.registry, self.tokenizers, self.settings)
-            self.jobs.load()
+            self.jobs.start(self.settings.layout.job_runner_lock)
             # What start-up loaded (jieba's dictionary, torch, the models: ~220k objects) stays
             # for the process's life: out of the collector's sight, a full collection takes
             # microseconds instead of ~100 ms, a pause every request in flight would wait out.

@@ -13,6 +13,7 @@ as every interrupted job did before.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import multiprocessing
 import os
@@ -54,6 +55,9 @@ SUSPEND_GRACE_SECONDS = 5.0
 # A worker left behind by a killed service notices at its next step, saves its state and exits;
 # the next service waits this long for it before killing it (never two workers on one job).
 ORPHAN_GRACE_SECONDS = 10.0
+# How often the process that runs jobs looks for jobs (and cancels) that other processes on the
+# data dir recorded, and how often the others try to take over running jobs.
+ADOPT_SECONDS = 0.5
 _context = multiprocessing.get_context("spawn")  # no fork of a threaded, torch-loaded process
 
 
@@ -97,11 +101,92 @@ class JobManager:
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._closed = False
+        # Whether this process runs jobs: the one holding the data dir's job-runner lock
+        # (known once started: start, or load). The others record jobs in the store and read
+        # them from there.
+        self.runs_jobs = False
+        self._runner_lock: Any = None
+        self._adopter: threading.Thread | None = None
 
     # -- start-up and shutdown --------------------------------------------------------------
+    def start(self, lock_path: Path) -> None:
+        """Run jobs if no other process on this data dir does (the lock at ``lock_path``),
+        else record them for the one that does, and take over when it goes."""
+        self.runs_jobs = self._take_runner_lock(lock_path)
+        if self.runs_jobs:
+            self.load()
+        else:
+            logger.info("another process runs the training jobs of this data dir")
+        self._adopter = threading.Thread(
+            target=self._adopt_forever, args=(lock_path,), name="seqlab-jobs", daemon=True
+        )
+        self._adopter.start()
+
+    def _take_runner_lock(self, lock_path: Path) -> bool:
+        handle = open(lock_path, "a+b")  # noqa: SIM115 - held for the process's life
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            return False
+        self._runner_lock = handle  # released by the kernel when this process ends
+        return True
+
+    def _adopt_forever(self, lock_path: Path) -> None:
+        while not self._closed:
+            time.sleep(ADOPT_SECONDS)
+            if self._closed:
+                return
+            try:
+                if not self.runs_jobs and self._take_runner_lock(lock_path):
+                    logger.warning("taking over the training jobs of this data dir")
+                    self.runs_jobs = True
+                    self.load()
+                elif self.runs_jobs:
+                    self._adopt()
+            except Exception:  # the store busy or a job's files odd: try again next time
+                logger.exception("looking for jobs recorded by other processes failed")
+
+    def _adopt(self) -> None:
+        """Queue the jobs other processes recorded, and cancel those they asked to cancel."""
+        unfinished = {record.id: record for record in self.store.unfinished()}
+        cancels = self.store.cancel_requests()
+        cancelled = []
+        with self._lock:
+            for job_id, record in unfinished.items():
+                if job_id in self._jobs or record.status != "queued":
+                    continue
+                if files.is_prepared(self.job_dir(job_id)):
+                    self._jobs[job_id] = record
+                    self._queue.append(job_id)
+            for job_id in list(self._queue):  # cancelled by another process while queued
+                if job_id not in unfinished:
+                    self._queue.remove(job_id)
+                    stored = self.store.get(job_id)
+                    if stored is not None:
+                        self._jobs[job_id] = stored
+                    files.discard(self.job_dir(job_id))
+                    self._changed.notify_all()
+            for job_id in cancels & set(self._running):
+                running = self._running[job_id]
+                if not running.cancel_requested:
+                    running.cancel_requested = True
+                    running.cancel.set()
+                    cancelled.append(running)
+            self._schedule()
+        for running in cancelled:  # as cancel() does: killed when it does not stop in time
+            threading.Thread(target=self._stop_within_grace, args=(running,), daemon=True).start()
+
+    @staticmethod
+    def _stop_within_grace(running: _Running) -> None:
+        running.process.join(CANCEL_GRACE_SECONDS)
+        if running.process.is_alive():
+            running.process.kill()
+
     def load(self) -> None:
         """Restore history: queued jobs wait again, and jobs that were running (the service was
         killed) go back to the queue to resume, or fail (see the module's docstring)."""
+        self.runs_jobs = True
         with self._lock:
             for record in self.store.all():
                 self._jobs[record.id] = record
@@ -177,6 +262,8 @@ class JobManager:
         with self._lock:
             self._closed = True
             running = {job_id: self._running[job_id] for job_id in self._running}
+        if self._adopter is not None:
+            self._adopter.join(ADOPT_SECONDS * 4)
         for job_id, running_job in running.items():
             if self._jobs[job_id].spec.resume:
                 running_job.suspend.set()
@@ -189,30 +276,56 @@ class JobManager:
                 running_job.process.kill()
             if running_job.watcher is not None:
                 running_job.watcher.join(10)
+        if self._runner_lock is not None:  # another process (or app) may run jobs now
+            fcntl.flock(self._runner_lock, fcntl.LOCK_UN)
+            self._runner_lock.close()
+            self._runner_lock = None
 
     # -- reading --------------------------------------------------------------------------
     def get(self, job_id: str) -> JobRecord:
         with self._lock:
-            record = self._jobs.get(job_id)
-            if record is None:
-                raise JobNotFoundError(f"job {job_id!r} does not exist", job_id=job_id)
-            return JobRecord(**vars(record))  # a snapshot
+            record = self._jobs.get(job_id) if self.runs_jobs else None
+            if record is not None:
+                return JobRecord(**vars(record))  # a snapshot
+        # Run by another process, or recorded by one and not yet taken up: the store has it.
+        stored = self.store.get(job_id)
+        if stored is None:
+            raise JobNotFoundError(f"job {job_id!r} does not exist", job_id=job_id)
+        return stored
 
     def list(self, model: str | None = None, status: str | None = None) -> list[JobRecord]:
         with self._lock:
-            return [
-                JobRecord(**vars(r))
-                for r in self._jobs.values()
+            records = {
+                job_id: JobRecord(**vars(record))
+                for job_id, record in (self._jobs.items() if self.runs_jobs else ())
+            }
+        for stored in self.store.all():  # those this process does not (yet) run
+            records.setdefault(stored.id, stored)
+        return sorted(
+            (
+                r
+                for r in records.values()
                 if (model is None or r.model == model) and (status is None or r.status == status)
-            ]
+            ),
+            key=lambda r: r.created_at,
+        )
 
     def wait(self, job_id: str, timeout: float | None = None) -> JobRecord:
         """Block until the job has finished and its worker is cleaned up (its directory
         removed), or ``timeout``; return its snapshot."""
-        with self._changed:
-            self._changed.wait_for(
-                lambda: self._jobs[job_id].finished and job_id not in self._running, timeout
-            )
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._changed:
+                if job_id in self._jobs and self.runs_jobs:
+                    self._changed.wait_for(
+                        lambda: self._jobs[job_id].finished and job_id not in self._running,
+                        None if deadline is None else max(0.0, deadline - time.monotonic()),
+                    )
+                    break
+            record = self.get(job_id)  # another process runs it (or will): its store row
+            if record.finished or (deadline is not None and time.monotonic() >= deadline):
+                return record
+            time.sleep(ADOPT_SECONDS / 2)
         return self.get(job_id)
 
     def job_dir(self, job_id: str) -> Path:
@@ -222,11 +335,13 @@ class JobManager:
         return secrets.token_hex(8)
 
     def creating(self, model: str) -> bool:
-        """Whether an unfinished job is creating ``model``."""
+        """Whether an unfinished job (of any process on this data dir) is creating ``model``."""
         with self._lock:
-            return any(
+            if any(
                 r.model == model and r.create_model and not r.finished for r in self._jobs.values()
-            )
+            ):
+                return True
+        return any(r.model == model and r.create_model for r in self.store.unfinished())
 
     # -- writing --------------------------------------------------------------------------
     def submit(self, prepared: PreparedJob) -> JobRecord:
@@ -257,17 +372,20 @@ class JobManager:
                     "total_steps": planned_steps(prepared.data.train_tokens, spec.training),
                 },
             )
-            self._jobs[job_id] = record
             self.store.save(record)
+            if not self.runs_jobs:  # the process that runs jobs takes it up (_adopt)
+                return self.get(job_id)
+            self._jobs[job_id] = record
             self._queue.append(job_id)
             self._schedule()
             return self.get(job_id)
 
     def cancel(self, job_id: str) -> JobRecord:
         with self._lock:
-            record = self._jobs.get(job_id)
-            if record is None:
-                raise JobNotFoundError(f"job {job_id!r} does not exist", job_id=job_id)
+            record = self._jobs.get(job_id) if self.runs_jobs else None
+        if record is None:
+            return self._cancel_elsewhere(job_id)
+        with self._lock:
             if record.finished:
                 raise ConflictError(
                     f"job {job_id!r} has already ended: it {record.status}"
@@ -291,6 +409,23 @@ class JobManager:
             running.process.kill()  # stuck in a long step: cancelling must not wait for it
         return self.wait(job_id, timeout=5.0)
 
+    def _cancel_elsewhere(self, job_id: str) -> JobRecord:
+        """Cancel a job this process does not run: in the store while it is queued, else by
+        asking the process that runs it (within a second or two)."""
+        record = self.get(job_id)
+        if record.finished:
+            raise ConflictError(
+                f"job {job_id!r} has already ended: it {record.status}"
+                if record.status != "cancelled"
+                else f"job {job_id!r} was already cancelled",
+                job_id=job_id,
+            )
+        if self.store.cancel_queued(job_id, utc_now()):
+            files.discard(self.job_dir(job_id))
+            return self.get(job_id)
+        self.store.request_cancel(job_id)
+        return self.wait(job_id, timeout=CANCEL_GRACE_SECONDS + 4 * ADOPT_SECONDS + 5.0)
+
     # -- internals ------------------------------------------------------------------------
     def _schedule(self) -> None:
         while not self._closed and self._queue and len(self._running) < self.max_running:
@@ -298,6 +433,14 @@ class JobManager:
 
     def _start(self, job_id: str) -> None:
         record = self._jobs[job_id]
+        if record.status == "queued" and not self.store.claim(job_id):
+            # Cancelled by another process on this data dir since it was queued here.
+            stored = self.store.get(job_id)
+            if stored is not None:
+                self._jobs[job_id] = stored
+            files.discard(self.job_dir(job_id))
+            self._changed.notify_all()
+            return
         events = _context.Queue()
         cancel = _context.Event()
         suspend = _context.Event()

@@ -40,6 +40,10 @@ _RESUME_COLUMNS = {
     "interruptions": "INTEGER NOT NULL DEFAULT 0",
     "interrupted": "TEXT",
     "resumed_from_step": "INTEGER",
+    # Several processes on one data dir (SEQLAB_WORKERS): the others read a job's changes
+    # (revision) from here, and ask the one that runs jobs to cancel one (cancel_requested).
+    "revision": "INTEGER NOT NULL DEFAULT 0",
+    "cancel_requested": "INTEGER NOT NULL DEFAULT 0",
 }
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 _JSON_COLUMNS = ("settings", "progress", "metrics")
@@ -115,16 +119,46 @@ class JobStore:
 
     def all(self) -> list[JobRecord]:
         rows = self._database.fetch_all("SELECT * FROM jobs ORDER BY created_at")
-        records = []
-        for row in rows:
-            data = dict(row)
-            for column in _JSON_COLUMNS:
-                data[column] = json.loads(data[column])
-            data["data"] = DataSummary.from_dict(json.loads(data["data"]))
-            data["spec"] = JobSpec.from_dict(json.loads(data["spec"]))
-            data["create_model"] = bool(data["create_model"])
-            records.append(JobRecord(**data))
-        return records
+        return [_record(row) for row in rows]
+
+    def get(self, job_id: str) -> JobRecord | None:
+        row = self._database.fetch_one("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return _record(row) if row is not None else None
+
+    def unfinished(self) -> list[JobRecord]:
+        rows = self._database.fetch_all(
+            "SELECT * FROM jobs WHERE status IN ('queued', 'starting', 'running') "
+            "ORDER BY created_at"
+        )
+        return [_record(row) for row in rows]
+
+    def claim(self, job_id: str) -> bool:
+        """Mark a queued job as starting; False when it is no longer queued (another process
+        cancelled it meanwhile)."""
+        changed = self._database.execute(
+            "UPDATE jobs SET status = 'starting' WHERE id = ? AND status = 'queued'", (job_id,)
+        )
+        return changed > 0
+
+    def cancel_queued(self, job_id: str, finished_at: str) -> bool:
+        """Cancel a job that no process has started; False when one has."""
+        changed = self._database.execute(
+            "UPDATE jobs SET status = 'cancelled', finished_at = ?, revision = revision + 1 "
+            "WHERE id = ? AND status = 'queued'",
+            (finished_at, job_id),
+        )
+        return changed > 0
+
+    def request_cancel(self, job_id: str) -> None:
+        """Ask the process that runs the job to cancel it."""
+        self._database.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
+
+    def cancel_requests(self) -> set[str]:
+        rows = self._database.fetch_all(
+            "SELECT id FROM jobs WHERE cancel_requested = 1 "
+            "AND status IN ('queued', 'starting', 'running')"
+        )
+        return {row["id"] for row in rows}
 
     def save(self, record: JobRecord) -> None:
         """Insert or replace the whole row (records are small; writes are rare)."""
@@ -143,6 +177,7 @@ class JobStore:
             "interruptions": record.interruptions,
             "interrupted": record.interrupted,
             "resumed_from_step": record.resumed_from_step,
+            "revision": record.revision,
             "data": json.dumps(record.data.to_dict(), ensure_ascii=False),
             "spec": json.dumps(record.spec.to_dict(), ensure_ascii=False),
         }
@@ -150,7 +185,21 @@ class JobStore:
             values[column] = json.dumps(getattr(record, column), ensure_ascii=False)
         columns = ", ".join(values)
         placeholders = ", ".join("?" for _ in values)
+        # An upsert, not a replace: a cancel another process requested (cancel_requested) stays.
+        updates = ", ".join(f"{column} = excluded.{column}" for column in values if column != "id")
         self._database.execute(
-            f"INSERT OR REPLACE INTO jobs ({columns}) VALUES ({placeholders})",
+            f"INSERT INTO jobs ({columns}) VALUES ({placeholders}) "
+            f"ON CONFLICT (id) DO UPDATE SET {updates}",
             tuple(values.values()),
         )
+
+
+def _record(row: Any) -> JobRecord:
+    data = dict(row)
+    data.pop("cancel_requested", None)
+    for column in _JSON_COLUMNS:
+        data[column] = json.loads(data[column])
+    data["data"] = DataSummary.from_dict(json.loads(data["data"]))
+    data["spec"] = JobSpec.from_dict(json.loads(data["spec"]))
+    data["create_model"] = bool(data["create_model"])
+    return JobRecord(**data)

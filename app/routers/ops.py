@@ -1,3 +1,4 @@
+import os
 import platform
 from importlib.metadata import version
 
@@ -66,7 +67,9 @@ async def info(state: LoadingReadState) -> Info:
         jobs={
             "max_running": settings.max_running_jobs,
             "max_interruptions": settings.job_max_interruptions,
+            "runs_jobs": state.jobs.runs_jobs,
         },
+        process={"pid": os.getpid(), "workers": settings.workers},
         batching={
             "enabled": settings.batch_max_tokens > 0,
             "wait_ms": settings.batch_wait_ms,

@@ -57,9 +57,13 @@ class Info(BaseModel):
         description="What one connection may send before its request reaches the app, and how "
         "many may be open (applied by `seqlab serve`: 431, 414, 408, 503 past them)."
     )
-    jobs: dict[str, int] = Field(
-        description="Training jobs: how many run at once, and how many unclean interruptions "
-        "a job may resume from before it fails."
+    jobs: dict[str, int | bool] = Field(
+        description="Training jobs: how many run at once, how many unclean interruptions a job "
+        "may resume from before it fails, and whether this process runs them (of several on "
+        "one data dir, one does; the others record jobs for it)."
+    )
+    process: dict[str, int] = Field(
+        description="This process (of `workers` that `seqlab serve` started on this port)."
     )
     batching: dict[str, bool | float | int] = Field(
         description="Dynamic batching of /embed, /predict, /score and text-form /rnn/forward: "
