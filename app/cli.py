@@ -209,17 +209,20 @@ GRACEFUL_SHUTDOWN_SECONDS = 3
 
 
 def _serve(arguments: argparse.Namespace) -> int:
-    import uvicorn
-
-    from app.connections import limited_protocol
-    from app.main import create_app
     from app.settings import Settings
 
     settings = Settings()
     if settings.workers > 1 and arguments.listen_fd is None:
+        # The supervisor imports neither the app nor torch: it holds a socket and processes.
         from app.workers import supervise
 
         return supervise(arguments.host, arguments.port, settings.workers)
+
+    import uvicorn
+
+    from app.connections import limited_protocol
+    from app.main import create_app
+
     app = create_app(settings)
     config = uvicorn.Config(
         app,
@@ -236,7 +239,15 @@ def _serve(arguments: argparse.Namespace) -> int:
         # runtime's SIGKILL, 10 s after its SIGTERM.
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
-    server = uvicorn.Server(config)
+    jobs = app.state.service.jobs
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: object) -> None:
+            # Stopping: never take over the jobs of a runner that stops too (SEQLAB_WORKERS).
+            jobs.stop_taking_over()
+            super().handle_exit(sig, frame)  # type: ignore[arg-type]
+
+    server = Server(config)
     if arguments.listen_fd is None:
         server.run()
     else:  # one of SEQLAB_WORKERS: the supervisor's listening socket, shared by all

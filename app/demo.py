@@ -15,6 +15,7 @@ import logging
 from pathlib import Path
 
 from app.corpora import CorpusStore
+from app.errors import ConflictError
 from app.jobs.manager import JobManager
 from app.registry import ModelRegistry
 from app.schemas.registry import CreateModelRequest, ModelSpec, VocabSettings
@@ -54,7 +55,11 @@ def ensure_lesson_model(
         nonlinearity="tanh",
         seed=0,
     )
-    loaded = create_model(request, registry, tokenizers, settings.limits)
+    try:
+        loaded = create_model(request, registry, tokenizers, settings.limits)
+    except ConflictError:  # another process on this data dir (SEQLAB_WORKERS) made it first
+        logger.info("%s was created by another process", LESSON_NAME)
+        return
     logger.info("created %s: %d tokens in its vocabulary", loaded.label, len(loaded.vocab))
 
 

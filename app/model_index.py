@@ -129,10 +129,13 @@ class ModelIndex:
         writer = json.dumps(Owner.current().to_dict())
         with self._database.transaction() as connection:
             if create:
-                connection.execute(
-                    "INSERT INTO models (name, created_at, updated_at) VALUES (?, ?, ?)",
-                    (name, now, now),
-                )
+                try:
+                    connection.execute(
+                        "INSERT INTO models (name, created_at, updated_at) VALUES (?, ?, ?)",
+                        (name, now, now),
+                    )
+                except sqlite3.IntegrityError:  # another process created it first
+                    raise ConflictError(f"model {name!r} already exists", model=name) from None
             (latest,) = connection.execute(
                 "SELECT COALESCE(MAX(version), 0) FROM versions WHERE name = ?", (name,)
             ).fetchone()

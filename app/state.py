@@ -163,7 +163,8 @@ class ServiceState:
                 self.device,
             )
             self._preload()
-            if self.settings.train_demo_model:
+            # Queued by the process that runs jobs, so several on one data dir queue it once.
+            if self.settings.train_demo_model and self.jobs.runs_jobs:
                 self._train_demo_model()
         except Exception as error:  # reported by /ready; the process stays up for diagnosis
             logger.exception("start-up failed")

@@ -58,6 +58,9 @@ ORPHAN_GRACE_SECONDS = 10.0
 # How often the process that runs jobs looks for jobs (and cancels) that other processes on the
 # data dir recorded, and how often the others try to take over running jobs.
 ADOPT_SECONDS = 0.5
+# A job directory no record names is left this long: another process may be preparing it
+# (segmenting a corpus) before it records the job.
+PREPARING_GRACE_SECONDS = 600.0
 _context = multiprocessing.get_context("spawn")  # no fork of a threaded, torch-loaded process
 
 
@@ -107,13 +110,13 @@ class JobManager:
         self.runs_jobs = False
         self._runner_lock: Any = None
         self._adopter: threading.Thread | None = None
+        self._stopping = False
 
     # -- start-up and shutdown --------------------------------------------------------------
     def start(self, lock_path: Path) -> None:
         """Run jobs if no other process on this data dir does (the lock at ``lock_path``),
         else record them for the one that does, and take over when it goes."""
-        self.runs_jobs = self._take_runner_lock(lock_path)
-        if self.runs_jobs:
+        if self._take_runner_lock(lock_path):
             self.load()
         else:
             logger.info("another process runs the training jobs of this data dir")
@@ -132,33 +135,50 @@ class JobManager:
         self._runner_lock = handle  # released by the kernel when this process ends
         return True
 
+    def stop_taking_over(self) -> None:
+        """This process is stopping: it must not take over the jobs from a runner that is
+        stopping too (a SIGTERM to every worker)."""
+        self._stopping = True
+
     def _adopt_forever(self, lock_path: Path) -> None:
         while not self._closed:
             time.sleep(ADOPT_SECONDS)
             if self._closed:
                 return
             try:
-                if not self.runs_jobs and self._take_runner_lock(lock_path):
-                    logger.warning("taking over the training jobs of this data dir")
-                    self.runs_jobs = True
-                    self.load()
-                elif self.runs_jobs:
+                if self.runs_jobs:
                     self._adopt()
+                elif not self._stopping and self._take_runner_lock(lock_path):
+                    logger.warning("taking over the training jobs of this data dir")
+                    try:
+                        self.load()
+                    except Exception:
+                        self._release_runner_lock()  # and try again next time
+                        raise
             except Exception:  # the store busy or a job's files odd: try again next time
                 logger.exception("looking for jobs recorded by other processes failed")
 
+    def _release_runner_lock(self) -> None:
+        if self._runner_lock is not None:
+            fcntl.flock(self._runner_lock, fcntl.LOCK_UN)
+            self._runner_lock.close()
+            self._runner_lock = None
+
     def _adopt(self) -> None:
         """Queue the jobs other processes recorded, and cancel those they asked to cancel."""
-        unfinished = {record.id: record for record in self.store.unfinished()}
-        cancels = self.store.cancel_requests()
         cancelled = []
-        with self._lock:
+        with self._lock:  # read under the lock: this process's own submit saves under it too
+            unfinished = {record.id: record for record in self.store.unfinished()}
+            cancels = self.store.cancel_requests()
             for job_id, record in unfinished.items():
                 if job_id in self._jobs or record.status != "queued":
                     continue
+                self._jobs[job_id] = record
                 if files.is_prepared(self.job_dir(job_id)):
-                    self._jobs[job_id] = record
                     self._queue.append(job_id)
+                else:  # a row is saved only after its data: that data is gone
+                    self._finish(record, "failed", error="its prepared data is missing")
+                    files.discard(self.job_dir(job_id))
             for job_id in list(self._queue):  # cancelled by another process while queued
                 if job_id not in unfinished:
                     self._queue.remove(job_id)
@@ -186,7 +206,6 @@ class JobManager:
     def load(self) -> None:
         """Restore history: queued jobs wait again, and jobs that were running (the service was
         killed) go back to the queue to resume, or fail (see the module's docstring)."""
-        self.runs_jobs = True
         with self._lock:
             for record in self.store.all():
                 self._jobs[record.id] = record
@@ -202,6 +221,7 @@ class JobManager:
                         self._finish(record, "failed", error="its prepared data is missing")
                         files.discard(self.job_dir(record.id))
             self._sweep_orphans()
+            self.runs_jobs = True
             self._schedule()
 
     def _sweep_orphans(self) -> None:
@@ -218,6 +238,8 @@ class JobManager:
                     files.discard(directory)
                 continue
             record = self._jobs.get(directory.name)
+            if record is None and time.time() - directory.stat().st_mtime < PREPARING_GRACE_SECONDS:
+                continue  # another process on this data dir may be preparing it right now
             if record is None or record.finished:
                 files.discard(directory)
 
@@ -276,10 +298,7 @@ class JobManager:
                 running_job.process.kill()
             if running_job.watcher is not None:
                 running_job.watcher.join(10)
-        if self._runner_lock is not None:  # another process (or app) may run jobs now
-            fcntl.flock(self._runner_lock, fcntl.LOCK_UN)
-            self._runner_lock.close()
-            self._runner_lock = None
+        self._release_runner_lock()  # another process (or app) may run jobs now
 
     # -- reading --------------------------------------------------------------------------
     def get(self, job_id: str) -> JobRecord:
@@ -434,7 +453,9 @@ class JobManager:
     def _start(self, job_id: str) -> None:
         record = self._jobs[job_id]
         if record.status == "queued" and not self.store.claim(job_id):
-            # Cancelled by another process on this data dir since it was queued here.
+            # Cancelled by another process on this data dir since it was queued here (or asked
+            # to be, while it ran before it went back to the queue).
+            self.store.cancel_queued(job_id, utc_now())
             stored = self.store.get(job_id)
             if stored is not None:
                 self._jobs[job_id] = stored

@@ -88,8 +88,8 @@ class JobStore:
 
     def _add_resume_columns(self) -> None:
         """A jobs table made before jobs resumed lacks their four columns."""
-        columns = {row[1] for row in self._database.fetch_all("PRAGMA table_info(jobs)")}
-        with self._database.transaction() as connection:
+        with self._database.transaction() as connection:  # read and alter under one lock
+            columns = {row[1] for row in connection.execute("PRAGMA table_info(jobs)")}
             for column, declaration in _RESUME_COLUMNS.items():
                 if column not in columns:
                     connection.execute(f"ALTER TABLE jobs ADD COLUMN {column} {declaration}")
@@ -98,11 +98,11 @@ class JobStore:
         """A jobs table made before the ``starting`` status has a CHECK that refuses it; SQLite
         cannot alter a CHECK, so the table is rebuilt with every row (its columns, and today's new
         ones at their defaults)."""
-        row = self._database.fetch_one("SELECT sql FROM sqlite_master WHERE name = 'jobs'")
-        if row is None or "'starting'" in row[0]:
-            return
         create = SCHEMA.split("CREATE INDEX")[0].replace("IF NOT EXISTS jobs", "jobs_rebuilt")
-        with self._database.transaction() as connection:
+        with self._database.transaction() as connection:  # read and rebuild under one lock
+            row = connection.execute("SELECT sql FROM sqlite_master WHERE name = 'jobs'").fetchone()
+            if row is None or "'starting'" in row[0]:
+                return
             connection.execute(create)
             columns = ", ".join(
                 row[1] for row in connection.execute("PRAGMA table_info(jobs)").fetchall()
@@ -136,7 +136,9 @@ class JobStore:
         """Mark a queued job as starting; False when it is no longer queued (another process
         cancelled it meanwhile)."""
         changed = self._database.execute(
-            "UPDATE jobs SET status = 'starting' WHERE id = ? AND status = 'queued'", (job_id,)
+            "UPDATE jobs SET status = 'starting' "
+            "WHERE id = ? AND status = 'queued' AND cancel_requested = 0",
+            (job_id,),
         )
         return changed > 0
 

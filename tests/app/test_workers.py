@@ -5,6 +5,8 @@ that runs them is killed, another takes over and the job is not lost."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Callable
 
@@ -74,7 +76,8 @@ def test_cancel_works_from_the_other_process(pair):
     runner, other = pair
     running = submit(other, epochs=10_000)
     until(lambda: job(runner, running["job_id"])["progress"]["step"] > 0)
-    queued = submit(other, epochs=10_000)  # behind it: max_running_jobs is 1
+    behind = submit(runner, epochs=1)  # the runner's own, queued behind it (max_running 1)
+    queued = submit(other, epochs=10_000)
     cancelled = httpx.delete(f"{other.base}/train/{queued['job_id']}", timeout=30)
     assert cancelled.status_code == 200, cancelled.text
     assert cancelled.json()["status"] == "cancelled"
@@ -84,6 +87,9 @@ def test_cancel_works_from_the_other_process(pair):
     again = httpx.delete(f"{other.base}/train/{running['job_id']}", timeout=30)
     assert again.status_code == 409
     assert again.json()["detail"] == f"job {running['job_id']!r} was already cancelled"
+    # The job queued on the runner itself was left alone, and runs once the way is free.
+    until(lambda: job(other, behind["job_id"])["status"] == "succeeded", timeout=60)
+    assert job(runner, queued["job_id"])["status"] == "cancelled"
 
 
 def test_when_the_runner_is_killed_another_takes_over_and_the_job_goes_on(pair):
@@ -115,6 +121,17 @@ def test_seqlab_workers_serves_with_several_processes_and_one_runs_jobs(start_se
 
     until(both_seen, timeout=60)
     assert sorted(seen.values()) == [False, True]
+    # A worker that dies is replaced; the port keeps answering meanwhile.
+    victim = next(pid for pid, runs in seen.items() if not runs)
+    os.kill(victim, signal.SIGKILL)
+
+    def replaced() -> bool:
+        with httpx.Client(base_url=service.base, timeout=10) as client:
+            answer = client.get("/ready")
+            pid = client.get("/info").json()["process"]["pid"]
+        return answer.status_code == 200 and pid not in seen
+
+    until(replaced, timeout=60)
     for _ in range(2):  # whichever worker takes it, the job runs and answers
         body = {"model": "lesson-rnn", "texts": SMALL_TEXTS, **QUICK, "wait": True}
         answer = httpx.post(f"{service.base}/train", json=body, timeout=120)
