@@ -14,7 +14,7 @@ from fastapi.routing import APIRoute
 from app import __version__, binary
 from app.deps import publish_security
 from app.errors import InsufficientStorageError, storage_error
-from app.middleware import BinaryTensorRequests, BodySizeLimitMiddleware, MetricsMiddleware
+from app.middleware import ServiceMiddleware
 from app.problems import install_error_handlers
 from app.routers import (
     corpora,
@@ -133,12 +133,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     publish_security(app, settings)
     limits = settings.limits
     app.add_middleware(
-        BinaryTensorRequests, paths=BINARY_REQUEST_PATHS, max_elements=limits.max_tensor_elements
-    )
-    app.add_middleware(MetricsMiddleware, metrics=state.metrics)
-    # Outermost: an oversized body is refused before anything reads it.
-    app.add_middleware(
-        BodySizeLimitMiddleware,
+        ServiceMiddleware,
+        metrics=state.metrics,
         max_bytes=limits.max_body_bytes,
         # A corpus upload may be bigger; its multipart framing adds a little.
         per_path={"/corpora": ("max_corpus_bytes", limits.max_corpus_bytes + 65_536)},
@@ -148,5 +144,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             (path, binary.MEDIA_TYPE): ("max_binary_body_bytes", limits.max_binary_body_bytes)
             for path in BINARY_REQUEST_PATHS
         },
+        binary_paths=BINARY_REQUEST_PATHS,
+        max_elements=limits.max_tensor_elements,
     )
     return app

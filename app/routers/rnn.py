@@ -46,7 +46,7 @@ async def rnn_forward(
     fields in `__metadata__["request"]`).
     """
     sent = getattr(http.state, "tensors", None)
-    if sent:  # a binary request: its input, h0, c0 (app.middleware.BinaryTensorRequests)
+    if sent:  # a binary request: its input, h0, c0 (app.middleware.ServiceMiddleware)
         request.tensors.update(sent)
     wanted = binary.wants_binary(http.headers.get("accept"))
     if service.batchable(request):
