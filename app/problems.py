@@ -103,8 +103,9 @@ class Problem(BaseModel):
 class CarriedError(StarletteHTTPException):
     """A domain error carried through code that lets only HTTP exceptions pass unchanged.
 
-    FastAPI turns any other exception raised while it reads a body into a 400; the body-size
-    middleware raises this from ``receive`` so that the answer is still the table's.
+    FastAPI turns any other exception raised while it reads a body into a 400;
+    ``app.middleware.ServiceMiddleware`` raises this from ``receive`` so that the answer is still
+    the table's.
     """
 
     def __init__(self, error: ServiceError) -> None:

@@ -119,21 +119,24 @@ class Settings(BaseSettings):
         8,
         ge=0,
         description="At start-up, load the latest version of this many of the most used models "
-        "(in the background: /ready does not wait), while they fit model_memory.",
+        "(in the background: /ready does not wait); one that does not fit beside the others in "
+        "model_memory is left to load on first use.",
     )
     tokenizer_cache_size: int = Field(16, ge=1, description="Tokenizer configurations kept ready.")
     inference_threads: int = Field(8, ge=1, description="Concurrent torch computations.")
     registry_sync_seconds: float = Field(
         2.0,
         ge=0,
-        description="How often to pick up versions published by another process "
-        "(seqlab train on the same data dir); 0 = never.",
+        description="How often to pick up versions published by another process on the same "
+        "data dir (seqlab train, the other SEQLAB_WORKERS) and to record the models' use counts "
+        "(which preloading reads); 0 = never: then a model made in one worker stays unknown "
+        "to the others.",
     )
     max_queued_inference: int = Field(
         64,
         ge=0,
-        description="Inference requests that may wait for one of the inference_threads; past "
-        "that, 429 with Retry-After.",
+        description="Inference requests that may wait for one of the inference_threads, and "
+        "for one model version's batched pass; past that, 429 with Retry-After.",
     )
     segmentation_threads: int = Field(
         1,
@@ -147,7 +150,8 @@ class Settings(BaseSettings):
     segmentation_processes: int = Field(
         0,
         ge=0,
-        description="Worker processes that segment large /tokenize requests, so that jieba "
+        description="Worker processes that segment large /tokenize requests and the texts that "
+        "build or train a model, so that jieba "
         "uses every core (in threads it uses one); 0 = one per core; 1 = none: segment in "
         "the request's thread. Each holds jieba's dictionary (~110 MB of RSS). With workers, "
         "one request more than segmentation_threads is segmented at once (its chunks wait in "

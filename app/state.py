@@ -144,7 +144,7 @@ class ServiceState:
             if self.settings.create_demo_model:
                 ensure_lesson_model(self.registry, self.tokenizers, self.settings)
             self.jobs.start(self.settings.layout.job_runner_lock)
-            # What start-up loaded (jieba's dictionary, torch, the models: ~220k objects) stays
+            # What start-up loaded (jieba's dictionary, torch, a demo model: ~220k objects) stays
             # for the process's life: out of the collector's sight, a full collection takes
             # microseconds instead of ~100 ms, a pause every request in flight would wait out.
             gc.collect()  # what is garbage now must not be frozen with the rest

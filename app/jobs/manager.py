@@ -4,6 +4,13 @@ Each running job is one spawned process (a crash or a kill cannot corrupt the se
 registry) watched by one thread of ours that turns its events into the job record, the SQLite
 row and, on success, a new model version.
 
+Several processes may serve one data dir (``SEQLAB_WORKERS``, or two services side by side):
+only the one holding the data dir's ``jobs.lock`` (an flock) queues and runs jobs. The others
+record a job in the store (queued), read jobs and their revisions there, and cancel there (a
+queued row at once, a running one by a flag the runner reads); the runner adopts what they
+recorded every ``ADOPT_SECONDS`` and claims a row before it starts it. When the runner dies,
+another process takes the lock and, as a restarted service does, requeues its jobs.
+
 A job that is interrupted (its worker dies, the service stops or is killed) goes back to the
 queue and its next worker resumes from the training state the last one saved in the job
 directory, unless the job asked ``resume: false`` or it has been interrupted (its worker or

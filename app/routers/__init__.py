@@ -97,10 +97,16 @@ async def infer(
     """Run an inference service on ``request`` (with the query's ``version``): on the event
     loop when it is small and its model is in memory (a load from disk runs in a thread)."""
     request = pin_version(request, version)
-    small = runs_inline(request) and state.registry.is_loaded(
+    small = answered_inline(state, request)
+    return await state.run(operation, request, state.registry, state.settings.limits, small=small)
+
+
+def answered_inline(state: ServiceState, request: BaseModel) -> bool:
+    """Whether a request's work is small (app.inline) and its model, if it names one, is in
+    memory: a load from disk is never done on the event loop."""
+    return runs_inline(request) and state.registry.is_loaded(
         getattr(request, "model", None), getattr(request, "version", None)
     )
-    return await state.run(operation, request, state.registry, state.settings.limits, small=small)
 
 
 class Prepared(Protocol):
@@ -130,9 +136,7 @@ async def batched(
     its answer in one forward pass with the concurrent requests for the same model version
     (app.batching); alone when batching is off."""
     request = pin_version(request, version)
-    small = runs_inline(request) and state.registry.is_loaded(
-        getattr(request, "model", None), getattr(request, "version", None)
-    )
+    small = answered_inline(state, request)
     limits = state.settings.limits
     prepared = await state.run(prepare, request, state.registry, limits, small=small)
     if state.batcher is None:

@@ -2,7 +2,7 @@ from fastapi import APIRouter, Response
 
 from app.deps import READ_ONLY, InferenceState
 from app.inline import runs_inline
-from app.routers import INFERENCE_ERRORS, QueryVersion, name_model, pin_version
+from app.routers import INFERENCE_ERRORS, QueryVersion, answered_inline, name_model, pin_version
 from app.schemas.tokenize import TokenizeRequest, TokenizeResponse
 from app.services import tokenize as service
 
@@ -23,15 +23,15 @@ async def tokenize(
 ) -> TokenizeResponse:
     """Segment one text or a batch with jieba; with `model`, its tokenizer and its ids."""
     request = pin_version(request, version)
-    small = runs_inline(request) and state.registry.is_loaded(request.model, request.version)
+    large = not runs_inline(request)
     result = await state.run(
         service.tokenize,
         request,
         state.registry,
         state.tokenizers,
         state.settings.limits,
-        None if small else state.segmentation,  # large: on every core, in worker processes
-        small=small,
+        state.segmentation if large else None,  # large: on every core, in worker processes
+        small=answered_inline(state, request),
         kind="segmentation",  # GIL-bound: its own, narrower queue
     )
     if result.model is not None and result.version is not None:

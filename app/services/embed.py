@@ -9,7 +9,7 @@ from itertools import accumulate
 
 import torch
 
-from app.batching import alone, answer_each
+from app.batching import answer_each
 from app.errors import InvalidInputError, located
 from app.limits import check_limit, check_texts
 from app.registry import LoadedModel, ModelRegistry
@@ -99,13 +99,6 @@ def compute_embed(items: Sequence[PreparedEmbed]) -> list[EmbedResponse | Except
         return response
 
     return answer_each(range(len(items)), answer)
-
-
-def embed(
-    request: EmbedRequest, registry: ModelRegistry, limits: Limits, binary: bool = False
-) -> EmbedResponse:
-    """Embedding rows per token (:func:`prepare_embed`, then :func:`compute_embed` of one)."""
-    return alone(compute_embed, prepare_embed(request, registry, limits, binary))
 
 
 # The embedding rows scaled to unit length, once per loaded version (versions never change in

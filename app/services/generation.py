@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 
-from app.batching import alone, answer_each
+from app.batching import answer_each
 from app.errors import InvalidInputError
 from app.limits import check_limit, check_texts, check_value
 from app.registry import LoadedModel, ModelRegistry
@@ -115,11 +115,6 @@ def compute_predict(items: Sequence[PreparedTexts]) -> list[PredictResponse | Ex
         return PredictResponse(model=loaded.name, version=loaded.version, results=results)
 
     return answer_each(range(len(items)), answer)
-
-
-def predict(request: PredictRequest, registry: ModelRegistry, limits: Limits) -> PredictResponse:
-    """``/predict`` alone: :func:`prepare_predict`, then :func:`compute_predict` of one."""
-    return alone(compute_predict, prepare_predict(request, registry, limits))
 
 
 def generate(
@@ -260,11 +255,6 @@ def compute_score(items: Sequence[PreparedTexts]) -> list[ScoreResponse | Except
         )
 
     return answer_each(range(len(items)), answer)
-
-
-def score(request: ScoreRequest, registry: ModelRegistry, limits: Limits) -> ScoreResponse:
-    """Each token's log-probability given what precedes it in its text, and perplexities."""
-    return alone(compute_score, prepare_score(request, registry, limits))
 
 
 def join_tokens(pieces: list[str]) -> str:

@@ -105,7 +105,7 @@ def test_a_wait_gathers_requests_that_arrive_later():
     compute = Recorder()
 
     async def staggered() -> list[Any]:
-        target, op = batcher(wait_seconds=0.2), operation(compute)
+        target, op = batcher(wait_seconds=1.0), operation(compute)
 
         async def later(item: str, delay: float) -> Any:
             await asyncio.sleep(delay)

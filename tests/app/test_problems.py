@@ -1473,10 +1473,18 @@ def test_streamed_body_over_the_limit_is_413(api: TestClient) -> None:
             yield b"a" * 1000
         yield b'"}'
 
+    counted = 'seqlab_requests_total{method="POST",route="/tokenize",status="413"}'
+
+    def count() -> float:
+        line = next((x for x in api.get("/metrics").text.splitlines() if x.startswith(counted)), "")
+        return float(line.split()[-1]) if line else 0.0
+
+    before = count()
     response = api.post("/tokenize", content=chunks(), headers=JSON)
     body = assert_problem(response, 413)
     assert body["limit"] == "max_body_bytes"
     assert body["maximum"] == TIGHT.max_body_bytes
+    assert count() == before + 1  # counted with its route and its status, not as a 500
 
 
 def test_deeply_nested_json_is_422(api: TestClient) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -289,18 +288,22 @@ def test_sync_drops_pinned_versions_of_a_model_created_again_past_its_old_versio
 # -- loading on demand -------------------------------------------------------------------------
 
 
-def slow_loads(registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch) -> threading.Event:
-    """Make the registry's next loads wait for the returned event (reading from disk)."""
-    release = threading.Event()
+def slow_loads(
+    registry: ModelRegistry, monkeypatch: pytest.MonkeyPatch
+) -> tuple[threading.Event, threading.Event]:
+    """Make the registry's next loads wait, once read from disk, for the second event; the
+    first is set when a load has got that far."""
+    reading, release = threading.Event(), threading.Event()
     original = registry._load_version
 
     def waiting(row):
         loaded = original(row)
+        reading.set()
         assert release.wait(10)
         return loaded
 
     monkeypatch.setattr(registry, "_load_version", waiting)
-    return release
+    return reading, release
 
 
 def test_a_model_deleted_while_it_loads_is_never_kept(
@@ -309,18 +312,19 @@ def test_a_model_deleted_while_it_loads_is_never_kept(
     publish(make_registry(), create=True)
     registry = make_registry()  # a second process: nothing loaded yet
     assert not registry.is_loaded("lesson")
-    release = slow_loads(registry, monkeypatch)
+    reading, release = slow_loads(registry, monkeypatch)
     outcome: list[object] = []
     reader = threading.Thread(target=lambda: outcome.append(registry.get("lesson")))
     reader.start()
-    time.sleep(0.1)
+    assert reading.wait(10)  # the load is under way: the deletion comes in the middle of it
     deleter = threading.Thread(target=registry.delete, args=("lesson",))
     deleter.start()
     release.set()
     reader.join(10)
     deleter.join(10)
     assert registry.names() == []
-    assert registry.loaded_versions() == []  # what the reader got was not kept
+    assert len(outcome) == 1  # the reader was served the version it asked for...
+    assert registry.loaded_versions() == []  # ...which was not kept
     with pytest.raises(NotFoundError):
         registry.get("lesson")
 
@@ -330,10 +334,10 @@ def test_a_model_made_anew_while_its_old_self_loads_serves_the_new_one(
 ) -> None:
     publish(make_registry(), create=True, seed=0)
     registry = make_registry()
-    release = slow_loads(registry, monkeypatch)
+    reading, release = slow_loads(registry, monkeypatch)
     reader = threading.Thread(target=lambda: registry.get("lesson"))
     reader.start()
-    time.sleep(0.1)
+    assert reading.wait(10)
     registry.delete("lesson")
     monkeypatch.undo()  # the new model's load is not held back
     release.set()
