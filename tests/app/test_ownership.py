@@ -14,6 +14,7 @@ import pytest
 
 from app.corpora import CorpusStore
 from app.jobs import files
+from app.jobs.manager import PREPARING_GRACE_SECONDS
 from app.model_index import ModelIndex, VersionLostError
 from app.ownership import LEASE_SECONDS, Owner, lease_of, lease_until, writer_gone
 from app.registry import ModelRegistry
@@ -177,12 +178,16 @@ def test_job_directories_are_swept_only_when_nobody_will_use_them(make_settings)
     mine = jobs / f"{files.CLI_JOB_PREFIX}{Owner.current().token}-rank1"
     gone = jobs / f"{files.CLI_JOB_PREFIX}{dead_owner().token}"
     unrecorded = jobs / "0123456789abcdef"
-    for directory in (mine, gone, unrecorded):
+    preparing = jobs / "fedcba9876543210"  # another process may be preparing it right now
+    for directory in (mine, gone, unrecorded, preparing):
         directory.mkdir(parents=True)
+    stale = time.time() - PREPARING_GRACE_SECONDS - 60
+    os.utime(unrecorded, (stale, stale))
     client = start_client(settings)
     try:
         assert mine.is_dir()
         assert not gone.exists()
         assert not unrecorded.exists()
+        assert preparing.is_dir()
     finally:
         client.__exit__(None, None, None)
