@@ -213,11 +213,15 @@ class JobManager:
     def load(self) -> None:
         """Restore history: queued jobs wait again, and jobs that were running (the service was
         killed) go back to the queue to resume, or fail (see the module's docstring)."""
+        records = self.store.all()
+        # A worker may have been started just before a kill: wait for it to save and go (up to
+        # ORPHAN_GRACE_SECONDS each) before the lock, so job reads never wait for it.
+        for record in records:
+            if not record.finished:
+                self._stop_orphan(self.job_dir(record.id))
         with self._lock:
-            for record in self.store.all():
+            for record in records:
                 self._jobs[record.id] = record
-                if not record.finished:  # a worker may have been started just before a kill
-                    self._stop_orphan(self.job_dir(record.id))
                 if record.status in ("starting", "running"):
                     if not self._published_already(record):
                         self._interrupted(record, "the service stopped")
