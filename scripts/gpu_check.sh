@@ -201,7 +201,7 @@ for index in range(torch.cuda.device_count()):
 packages = ["numpy", "jieba", "fastapi", "starlette", "pydantic", "uvicorn", "pytest", "httpx"]
 print(", ".join(f"{name} {version(name)}" for name in packages))
 import app.main  # noqa: E402,F401  (the service imports with these packages)
-from models.device import resolve_device  # noqa: E402
+from models.device import resolve_device
 
 print(f"seqlab resolves {device!r} to {resolve_device(device)}")
 EOF
@@ -236,17 +236,11 @@ from pathlib import Path
 
 import torch
 
-LESSON_MODEL = {
-    "name": "lesson",
-    "texts": ["我爱学习自然语言处理", "我爱机器学习"],
-    "vocab": {"specials": []},
-    "embedding_dim": 4,
-    "hidden_size": 5,
-    "num_layers": 2,
-    "cell": "rnn",
-    "seed": 0,
-}
-SMALL_TEXTS = ["我爱学习自然语言处理", "我爱机器学习", "我爱自然语言处理"] * 20  # the tests' texts
+# The tests' own fixtures (the repository root is on PYTHONPATH): no copies to drift.
+from tests.app.conftest import LESSON_MODEL
+from tests.app.routers.test_training import SMALL_TEXTS
+from tests.models.test_training_state import _stream as stream
+
 warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
 CHECKS: list[tuple[str, object]] = []
 
@@ -288,24 +282,15 @@ def finite(value) -> bool:
     return True
 
 
-def stream(length: int = 3000, vocab_size: int = 40) -> torch.Tensor:
-    generator = torch.Generator().manual_seed(7)
-    ids = [0]
-    for _ in range(length - 1):
-        jump = torch.randint(0, 4, (1,), generator=generator).item()
-        ids.append((ids[-1] * 3 + 1 + jump) % vocab_size)
-    return torch.tensor(ids)
-
-
 # --- the modeling core -----------------------------------------------------------------------
-from models.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from models.device import resolve_device  # noqa: E402
-from models.generation import generate  # noqa: E402
-from models.lm import LanguageModelConfig, RNNLanguageModel  # noqa: E402
-from models.tokenizer import TokenizerConfig  # noqa: E402
-from models.training import TrainingConfig, fit, split_ids  # noqa: E402
-from models.training_state import load_training_state, save_training_state  # noqa: E402
-from models.vocab import Vocab  # noqa: E402
+from models.checkpoint import load_checkpoint, save_checkpoint
+from models.device import resolve_device
+from models.generation import generate
+from models.lm import LanguageModelConfig, RNNLanguageModel
+from models.tokenizer import TokenizerConfig
+from models.training import TrainingConfig, fit, split_ids
+from models.training_state import load_training_state, save_training_state
+from models.vocab import Vocab
 
 device = torch.device("cpu")  # main() sets the device under test
 
@@ -423,10 +408,10 @@ def _checkpoint():
 
 
 # --- the service on the device, beside one on the CPU ----------------------------------------
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from app.main import create_app  # noqa: E402
-from app.settings import Settings  # noqa: E402
+from app.main import create_app
+from app.settings import Settings
 
 clients: dict[str, TestClient] = {}
 
