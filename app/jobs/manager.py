@@ -417,12 +417,7 @@ class JobManager:
             return self._cancel_elsewhere(job_id)
         with self._lock:
             if record.finished:
-                raise ConflictError(
-                    f"job {job_id!r} has already ended: it {record.status}"
-                    if record.status != "cancelled"
-                    else f"job {job_id!r} was already cancelled",
-                    job_id=job_id,
-                )
+                raise _ended(record)
             if record.status == "queued":
                 if job_id in self._queue:  # not when it was requeued by a stopping service
                     self._queue.remove(job_id)
@@ -444,12 +439,7 @@ class JobManager:
         asking the process that runs it (within a second or two)."""
         record = self.get(job_id)
         if record.finished:
-            raise ConflictError(
-                f"job {job_id!r} has already ended: it {record.status}"
-                if record.status != "cancelled"
-                else f"job {job_id!r} was already cancelled",
-                job_id=job_id,
-            )
+            raise _ended(record)
         if self.store.cancel_queued(job_id, utc_now()):
             files.discard(self.job_dir(job_id))
             return self.get(job_id)
@@ -665,6 +655,15 @@ class JobManager:
             record.revision += 1
             self.store.save(record)
             self._changed.notify_all()
+
+
+def _ended(record: JobRecord) -> ConflictError:
+    """The 409 for cancelling a job that has already ended."""
+    if record.status == "cancelled":
+        return ConflictError(f"job {record.id!r} was already cancelled", job_id=record.id)
+    return ConflictError(
+        f"job {record.id!r} has already ended: it {record.status}", job_id=record.id
+    )
 
 
 def _times(count: int) -> str:
