@@ -30,15 +30,19 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
-# Debian Chromium for the browser tests (tests/app/routers/test_docs.py, test_playground.py: they
-# skip without it). Best effort, never fails: installs only when missing, as root, with apt-get.
-# CI runs it before `make test`.
+# Debian packages the tests start for real: Chromium for the browser tests (test_docs.py,
+# test_playground.py) and PostgreSQL's server binaries for the PostgreSQL half of the storage
+# tests (tests/app/storage). Best effort, never fails: installs only what is missing, as root,
+# with apt-get; the tests skip cleanly without them. CI runs it before `make test`.
 test-deps:
-	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then :; \
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || missing="$$missing chromium"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
-			|| echo "could not install chromium: the browser tests will be skipped"; \
-	else echo "no chromium (apt-get install -y chromium): the browser tests will be skipped"; fi
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null 2>&1 \
+			|| echo "could not install$$missing: the tests that need them will be skipped"; \
+	else echo "missing$$missing (apt-get install -y$$missing): the tests that need them will be skipped"; fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
