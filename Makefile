@@ -77,3 +77,9 @@ gpu-check: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info
+
+# The deployment files (compose.yaml, deploy/nginx.conf, the Dockerfile) checked by Docker Compose,
+# nginx and hadolint, installed on first use under build/deploy-tools/ (scripts/deploy_check.sh).
+.PHONY: deploy-check
+deploy-check:
+	bash scripts/deploy_check.sh
