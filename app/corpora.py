@@ -1,4 +1,4 @@
-"""Uploaded training corpora: UTF-8 text files under the data dir, indexed in SQLite."""
+"""Uploaded training corpora: UTF-8 text files under the data dir, indexed in the database."""
 
 from __future__ import annotations
 
@@ -7,22 +7,13 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import delete, insert, select
+
 from app.database import Database, utc_now
 from app.errors import InvalidInputError, NotFoundError
 from app.ownership import Owner, lease_of, writer_gone
+from app.schema import corpora
 from models.checkpoint import fsync_directory
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS corpora (
-    id TEXT PRIMARY KEY,
-    filename TEXT,
-    bytes INTEGER NOT NULL,
-    lines INTEGER NOT NULL,
-    chars INTEGER NOT NULL,
-    created_at TEXT NOT NULL
-);
-"""
-
 
 PARTIAL_SUFFIX = ".partial"
 
@@ -47,10 +38,10 @@ class Corpus:
 
 
 class CorpusStore:
-    def __init__(self, directory: Path, database: Path) -> None:
+    def __init__(self, directory: Path, database: Path | str | Database) -> None:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
-        self._database = Database(database, SCHEMA)
+        self._database = database if isinstance(database, Database) else Database(database)
         self._sweep_partial_files()
 
     def _sweep_partial_files(self) -> None:
@@ -100,24 +91,21 @@ class CorpusStore:
             raise
         fsync_directory(self.directory)
         try:
-            self._database.execute(
-                "INSERT INTO corpora VALUES (?, ?, ?, ?, ?, ?)",
-                (corpus.id, filename, corpus.bytes, corpus.lines, corpus.chars, corpus.created_at),
-            )
+            self._database.execute(insert(corpora).values(**vars(corpus)))
         except BaseException:
             path.unlink(missing_ok=True)  # not indexed: not kept
             raise
         return corpus
 
     def get(self, corpus_id: str) -> Corpus:
-        row = self._database.fetch_one("SELECT * FROM corpora WHERE id = ?", (corpus_id,))
+        row = self._database.fetch_one(select(corpora).where(corpora.c.id == corpus_id))
         if row is None:
             raise CorpusNotFoundError(f"corpus {corpus_id!r} does not exist", corpus_id=corpus_id)
-        return Corpus(**dict(row))
+        return Corpus(**row)
 
     def list(self) -> list[Corpus]:
-        rows = self._database.fetch_all("SELECT * FROM corpora ORDER BY created_at")
-        return [Corpus(**dict(row)) for row in rows]
+        rows = self._database.fetch_all(select(corpora).order_by(corpora.c.created_at))
+        return [Corpus(**row) for row in rows]
 
     def read_text(self, corpus_id: str) -> str:
         self.get(corpus_id)
@@ -125,7 +113,7 @@ class CorpusStore:
 
     def delete(self, corpus_id: str) -> None:
         self.get(corpus_id)
-        self._database.execute("DELETE FROM corpora WHERE id = ?", (corpus_id,))
+        self._database.execute(delete(corpora).where(corpora.c.id == corpus_id))
         self.path(corpus_id).unlink(missing_ok=True)
 
     def path(self, corpus_id: str) -> Path:

@@ -1,4 +1,4 @@
-"""The registry's SQLite index: which models and versions exist, and in which state.
+"""The registry's index: which models and versions exist, and in which state.
 
 A version row is inserted as ``pending`` before its files are written and flipped to
 ``ready`` after they are complete and loaded; the flip is the commit point. A pending row
@@ -9,39 +9,17 @@ version with its files only when its writer is gone (:func:`app.ownership.writer
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.database import Database, utc_now
+from sqlalchemy import delete, desc, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from app.database import REGISTRY_CHANNEL, Database, utc_now
 from app.errors import ConflictError
 from app.ownership import Owner, lease_until
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS models (
-    name TEXT PRIMARY KEY,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS versions (
-    name TEXT NOT NULL REFERENCES models(name) ON DELETE CASCADE,
-    version INTEGER NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('pending', 'ready')),
-    created_at TEXT NOT NULL,
-    metrics TEXT NOT NULL DEFAULT '{}',
-    source TEXT NOT NULL DEFAULT '{}',
-    writer TEXT,
-    lease_until TEXT,
-    PRIMARY KEY (name, version)
-);
-"""
-# Columns added after the first release: an index made by it gains them (NULL: no owner).
-ADDED_COLUMNS = {
-    "versions": {"writer": "TEXT", "lease_until": "TEXT"},
-    # How often each model was asked for, so a restart preloads the most used first.
-    "models": {"uses": "INTEGER NOT NULL DEFAULT 0"},
-}
+from app.schema import models, versions
 
 
 class VersionLostError(ConflictError):
@@ -69,57 +47,58 @@ class ModelRow:
 
 
 class ModelIndex:
-    """Which models and versions exist, and in which state (pending or ready)."""
+    """Which models and versions exist, and in which state (pending or ready).
 
-    def __init__(self, path: Path) -> None:
-        self._database = Database(path, SCHEMA)
-        self._add_missing_columns()
+    With PostgreSQL, a version becoming ready and a model's deletion notify every replica
+    (:data:`app.database.REGISTRY_CHANNEL`, the model's name as payload) when they commit.
+    """
 
-    def _add_missing_columns(self) -> None:
-        with self._database.transaction() as connection:
-            for table, columns in ADDED_COLUMNS.items():
-                present = {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
-                for column, kind in columns.items():
-                    if column not in present:
-                        connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+    def __init__(self, target: Path | str | Database) -> None:
+        self._database = target if isinstance(target, Database) else Database(target)
+
+    @property
+    def database(self) -> Database:
+        return self._database
 
     def close(self) -> None:
         self._database.close()
 
     def model(self, name: str) -> ModelRow | None:
-        row = self._database.fetch_one("SELECT * FROM models WHERE name = ?", (name,))
-        return ModelRow(**dict(row)) if row else None
+        row = self._database.fetch_one(select(models).where(models.c.name == name))
+        return ModelRow(**row) if row else None
 
     def models(self) -> list[ModelRow]:
-        rows = self._database.fetch_all("SELECT * FROM models ORDER BY name")
-        return [ModelRow(**dict(row)) for row in rows]
+        rows = self._database.fetch_all(select(models).order_by(models.c.name))
+        return [ModelRow(**row) for row in rows]
 
     def most_used(self) -> list[str]:
         """Model names, the most used first (then the most recently updated)."""
         rows = self._database.fetch_all(
-            "SELECT name FROM models ORDER BY uses DESC, updated_at DESC, name"
+            select(models.c.name).order_by(
+                desc(models.c.uses), desc(models.c.updated_at), models.c.name
+            )
         )
         return [row["name"] for row in rows]
 
     def add_uses(self, uses: dict[str, int]) -> None:
         """Add to the models' use counts (a deleted model's are dropped)."""
+        if not uses:
+            return
         with self._database.transaction() as connection:
-            connection.executemany(
-                "UPDATE models SET uses = uses + ? WHERE name = ?",
-                [(count, name) for name, count in uses.items()],
-            )
+            for name, count in sorted(uses.items()):  # one order: no deadlock between replicas
+                connection.execute(
+                    update(models).where(models.c.name == name).values(uses=models.c.uses + count)
+                )
 
     def versions(self, name: str, status: str | None = "ready") -> list[VersionRow]:
-        query = "SELECT * FROM versions WHERE name = ?"
-        parameters: tuple[Any, ...] = (name,)
+        query = select(versions).where(versions.c.name == name)
         if status is not None:
-            query += " AND status = ?"
-            parameters += (status,)
-        rows = self._database.fetch_all(query + " ORDER BY version", parameters)
+            query = query.where(versions.c.status == status)
+        rows = self._database.fetch_all(query.order_by(versions.c.version))
         return [_version_row(row) for row in rows]
 
     def pending_versions(self) -> list[VersionRow]:
-        rows = self._database.fetch_all("SELECT * FROM versions WHERE status = 'pending'")
+        rows = self._database.fetch_all(select(versions).where(versions.c.status == "pending"))
         return [_version_row(row) for row in rows]
 
     def reserve_version(self, name: str, *, create: bool, source: dict[str, Any]) -> int:
@@ -127,43 +106,65 @@ class ModelIndex:
         return its number."""
         now = utc_now()
         writer = json.dumps(Owner.current().to_dict())
-        with self._database.transaction() as connection:
-            if create:
-                try:
+        try:
+            with self._database.transaction() as connection:
+                if create:
                     connection.execute(
-                        "INSERT INTO models (name, created_at, updated_at) VALUES (?, ?, ?)",
-                        (name, now, now),
+                        insert(models).values(name=name, created_at=now, updated_at=now)
                     )
-                except sqlite3.IntegrityError:  # another process created it first
-                    raise ConflictError(f"model {name!r} already exists", model=name) from None
-            (latest,) = connection.execute(
-                "SELECT COALESCE(MAX(version), 0) FROM versions WHERE name = ?", (name,)
-            ).fetchone()
-            version = latest + 1
-            connection.execute(
-                "INSERT INTO versions "
-                "(name, version, status, created_at, source, writer, lease_until) "
-                "VALUES (?, ?, 'pending', ?, ?, ?, ?)",
-                (name, version, now, json.dumps(source, ensure_ascii=False), writer, lease_until()),
-            )
+                else:  # its row locked: two replicas publishing at once number in turn
+                    connection.execute(
+                        select(models.c.name).where(models.c.name == name).with_for_update()
+                    )
+                latest = connection.execute(
+                    select(func.coalesce(func.max(versions.c.version), 0)).where(
+                        versions.c.name == name
+                    )
+                ).scalar_one()
+                version = latest + 1
+                connection.execute(
+                    insert(versions).values(
+                        name=name,
+                        version=version,
+                        status="pending",
+                        created_at=now,
+                        source=json.dumps(source, ensure_ascii=False),
+                        writer=writer,
+                        lease_until=lease_until(),
+                    )
+                )
+        except IntegrityError:  # another process created it first (or the model is gone)
+            if create:
+                raise ConflictError(f"model {name!r} already exists", model=name) from None
+            raise
         return version
 
     def renew_lease(self, name: str, version: int) -> bool:
         """Extend a pending version's lease; False when the row is gone (swept)."""
         changed = self._database.execute(
-            "UPDATE versions SET lease_until = ? WHERE name = ? AND version = ? "
-            "AND status = 'pending'",
-            (lease_until(), name, version),
+            update(versions)
+            .where(
+                versions.c.name == name,
+                versions.c.version == version,
+                versions.c.status == "pending",
+            )
+            .values(lease_until=lease_until())
         )
         return changed > 0
 
     def mark_ready(self, name: str, version: int, metrics: dict[str, Any]) -> VersionRow:
         now = utc_now()
+        this_version = (versions.c.name == name, versions.c.version == version)
         with self._database.transaction() as connection:
             updated = connection.execute(
-                "UPDATE versions SET status = 'ready', metrics = ?, writer = NULL, "
-                "lease_until = NULL WHERE name = ? AND version = ? AND status = 'pending'",
-                (json.dumps(metrics, ensure_ascii=False), name, version),
+                update(versions)
+                .where(*this_version, versions.c.status == "pending")
+                .values(
+                    status="ready",
+                    metrics=json.dumps(metrics, ensure_ascii=False),
+                    writer=None,
+                    lease_until=None,
+                )
             ).rowcount
             if updated == 0:
                 raise VersionLostError(
@@ -173,31 +174,32 @@ class ModelIndex:
                     model=name,
                     version=version,
                 )
-            connection.execute("UPDATE models SET updated_at = ? WHERE name = ?", (now, name))
-            row = connection.execute(
-                "SELECT * FROM versions WHERE name = ? AND version = ?", (name, version)
-            ).fetchone()
+            connection.execute(update(models).where(models.c.name == name).values(updated_at=now))
+            row = connection.execute(select(versions).where(*this_version)).mappings().one()
+            self._database.notify(connection, REGISTRY_CHANNEL, name)
         return _version_row(row)
 
     def discard_version(self, name: str, version: int) -> None:
         """Forget a version that never became ready; drop the model if nothing else is left."""
         with self._database.transaction() as connection:
             connection.execute(
-                "DELETE FROM versions WHERE name = ? AND version = ?", (name, version)
+                delete(versions).where(versions.c.name == name, versions.c.version == version)
             )
-            (remaining,) = connection.execute(
-                "SELECT COUNT(*) FROM versions WHERE name = ?", (name,)
-            ).fetchone()
+            remaining = connection.execute(
+                select(func.count()).select_from(versions).where(versions.c.name == name)
+            ).scalar_one()
             if remaining == 0:
-                connection.execute("DELETE FROM models WHERE name = ?", (name,))
+                connection.execute(delete(models).where(models.c.name == name))
 
     def delete_model(self, name: str) -> bool:
         with self._database.transaction() as connection:
-            deleted = connection.execute("DELETE FROM models WHERE name = ?", (name,)).rowcount
+            deleted = connection.execute(delete(models).where(models.c.name == name)).rowcount
+            if deleted:
+                self._database.notify(connection, REGISTRY_CHANNEL, name)
         return deleted > 0
 
 
-def _version_row(row: sqlite3.Row) -> VersionRow:
+def _version_row(row: Any) -> VersionRow:
     data = dict(row)
     data["metrics"] = json.loads(data["metrics"])
     data["source"] = json.loads(data["source"])

@@ -28,12 +28,14 @@ import struct
 import tempfile
 import threading
 from collections import Counter, OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from app.database import Database
 from app.errors import ConflictError, InvalidInputError, NotFoundError
 from app.layout import DataLayout
 from app.model_index import ModelIndex, VersionLostError, VersionRow
@@ -158,12 +160,13 @@ class ModelRegistry:
         tokenizers: TokenizerCache,
         older_versions_kept: int = 3,
         memory_budget: int = 0,
+        database: Database | None = None,
     ) -> None:
         self.models_dir = layout.models
         self.models_dir.mkdir(parents=True, exist_ok=True)
         self.device = device
         self.tokenizers = tokenizers
-        self.index = ModelIndex(layout.database)
+        self.index = ModelIndex(database or layout.database)
         self.memory_budget = memory_budget  # bytes of weights on the device; 0: no bound
         self._older_versions_kept = older_versions_kept
         # The latest ready version of every model (rows only: nothing is loaded for them).
@@ -236,21 +239,24 @@ class ModelRegistry:
                     self._loaded.move_to_end(key)
         return [loaded.label for loaded in done]
 
-    def sync(self) -> list[str]:
-        """Catch up with another process on the same data dir (``seqlab train``).
+    def sync(self, names: Iterable[str] | None = None) -> list[str]:
+        """Catch up with other processes on the same registry (``seqlab train``, replicas).
 
         Takes a newer ready version of any model (loading it at once where the version it
         replaces was loaded), adds models that appeared, forgets models that were deleted;
-        returns what changed. Versions another process is still writing are ``pending`` and
-        are not seen.
+        returns what changed. ``names`` limits that to those models (a replica told of them by
+        a notification). Versions another process is still writing are ``pending`` and are not
+        seen.
         """
         changes: list[str] = []
+        wanted = None if names is None else set(names)
         with self._publish_lock:
             known = {row.name for row in self.index.models()}
             for name in [name for name in self._latest if name not in known]:
-                self._forget(name)
-                changes.append(f"-{name}")
-            for name in sorted(known):
+                if wanted is None or name in wanted:
+                    self._forget(name)
+                    changes.append(f"-{name}")
+            for name in sorted(known if wanted is None else known & wanted):
                 versions = self.index.versions(name)
                 current = self._latest.get(name)
                 if not versions:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.database import check_database_url
 from app.layout import DataLayout
 
 
@@ -50,6 +51,12 @@ class Limits(BaseModel):
         "h0 and c0 at max_tensor_elements float32 each (as JSON they would be ~16 MB, 15× "
         "what max_body_bytes allows).",
     )
+    max_import_bytes: int = Field(
+        2_147_483_648,
+        ge=1024,
+        description="Bytes of one model archive sent to POST /models/import (written to the "
+        "data dir as it arrives, never held in memory).",
+    )
 
 
 class ConnectionLimits(BaseModel):
@@ -87,6 +94,18 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Field(Path("data"), description="Registry, weights and caches live here.")
+    database_url: str | None = Field(
+        None,
+        description="Unset: the SQLite file in data_dir. postgresql://user:password@host/name: "
+        "the model index, jobs and corpora metadata in PostgreSQL, for several replicas that "
+        "share data_dir (docs/deploy.md).",
+    )
+    run_jobs: bool = Field(
+        True,
+        description="Whether this process may run training jobs. Among those that may, one at a "
+        "time does (and another takes over when it dies); false: it serves and records jobs "
+        "for the one that runs them.",
+    )
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     api_key: SecretStr | None = Field(
         None, description="When set, state-changing routes need 'Authorization: Bearer <key>'."
@@ -228,7 +247,12 @@ class Settings(BaseSettings):
     limits: Limits = Field(default_factory=Limits)
     connections: ConnectionLimits = Field(default_factory=ConnectionLimits)
 
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, url: str | None) -> str | None:
+        return check_database_url(url) if url else None
+
     @property
     def layout(self) -> DataLayout:
         """Where each part of the state lives under ``data_dir``."""
-        return DataLayout(self.data_dir)
+        return DataLayout(self.data_dir, self.database_url)

@@ -8,7 +8,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Literal, TypeVar
 
@@ -18,11 +18,14 @@ import torch
 from app.admission import Admission, Gate
 from app.batching import Batcher
 from app.corpora import CorpusStore
+from app.database import Database
 from app.demo import ensure_lesson_model, ensure_xiyouji_job
 from app.errors import storage_error
+from app.jobs.election import DatabaseElection, FileElection, RunnerElection
 from app.jobs.manager import JobManager
 from app.jobs.store import JobStore
 from app.metrics import Metrics
+from app.notifications import RegistryListener
 from app.registry import ModelRegistry
 from app.segmentation import SegmentationPool
 from app.settings import Settings
@@ -51,17 +54,21 @@ class ServiceState:
         layout.root.mkdir(parents=True, exist_ok=True)
         self.tokenizers = TokenizerCache(layout.jieba_cache, settings.tokenizer_cache_size)
         self.segmentation = SegmentationPool(settings.segmentation_processes, layout.jieba_cache)
+        # One pool of connections for the registry, corpora and jobs (connected on first use).
+        self.database = Database(layout.database)
         self.registry = ModelRegistry(
             layout,
             self.device,
             self.tokenizers,
             settings.loaded_versions_per_model,
             memory_budget=settings.model_memory,
+            database=self.database,
         )
-        self.corpora = CorpusStore(layout.corpora, layout.database)
+        self.corpora = CorpusStore(layout.corpora, self.database)
+        self.listener: RegistryListener | None = None
         self.jobs = JobManager(
             layout.jobs,
-            JobStore(layout.database),
+            JobStore(self.database),
             self.registry,
             device=str(self.device),
             max_running=settings.max_running_jobs,
@@ -140,10 +147,14 @@ class ServiceState:
         try:
             self.tokenizers.warm()
             self.jieba_ready = True
+            self.database.migrate()
             self.registry.load()
+            if self.database.is_postgresql:  # replicas' changes, at once (registry.sync polls too)
+                self.listener = RegistryListener(self.database.url, self._registry_changed)
+                self.listener.start()
             if self.settings.create_demo_model:
                 ensure_lesson_model(self.registry, self.tokenizers, self.settings)
-            self.jobs.start(self.settings.layout.job_runner_lock)
+            self.jobs.start(self._runner_election())
             # What start-up loaded (jieba's dictionary, torch, a demo model: ~220k objects) stays
             # for the process's life: out of the collector's sight, a full collection takes
             # microseconds instead of ~100 ms, a pause every request in flight would wait out.
@@ -196,6 +207,20 @@ class ServiceState:
             )
         except Exception:  # the service works without its demo; say why it has none
             logger.exception("could not queue the demo model's training")
+
+    def _runner_election(self) -> RunnerElection | None:
+        """How this process may come to run the training jobs (None: it never does)."""
+        if not self.settings.run_jobs:
+            return None
+        if self.database.is_postgresql:  # replicas on several hosts: a lease in the database
+            return DatabaseElection(self.database, self.jobs.runner)
+        return FileElection(self.settings.layout.job_runner_lock)
+
+    def _registry_changed(self, names: Iterable[str] | None) -> None:
+        """Another replica published or deleted (notified): catch up with those models."""
+        changes = self.registry.sync(names)
+        if changes:
+            logger.info("registry changed by another replica: %s", ", ".join(changes))
 
     def _sync_registry(self) -> None:
         """Keep up with versions that another process (``seqlab train``) publishes."""
@@ -259,7 +284,7 @@ class ServiceState:
         self._stopping.set()
         self.wait_started()
         self.segmentation.close()
+        if self.listener is not None:
+            self.listener.close()
         self.jobs.close()
-        self.jobs.store.close()
-        self.corpora.close()
-        self.registry.close()
+        self.registry.close()  # and the database the stores share

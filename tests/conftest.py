@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+# A throwaway PostgreSQL server and the `database_url` fixture over both engines.
+pytest_plugins = ["tests.postgres"]
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 

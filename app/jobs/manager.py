@@ -4,12 +4,15 @@ Each running job is one spawned process (a crash or a kill cannot corrupt the se
 registry) watched by one thread of ours that turns its events into the job record, the SQLite
 row and, on success, a new model version.
 
-Several processes may serve one data dir (``SEQLAB_WORKERS``, or two services side by side):
-only the one holding the data dir's ``jobs.lock`` (an flock) queues and runs jobs. The others
-record a job in the store (queued), read jobs and their revisions there, and cancel there (a
-queued row at once, a running one by a flag the runner reads); the runner adopts what they
-recorded every ``ADOPT_SECONDS`` and claims a row before it starts it. When the runner dies,
-another process takes the lock and, as a restarted service does, requeues its jobs.
+Several processes may serve one data dir (``SEQLAB_WORKERS``, two services side by side, or
+replicas on several hosts sharing a PostgreSQL database and the data dir): only the one elected
+(:mod:`app.jobs.election`: the data dir's flock, or a lease in PostgreSQL) queues and runs jobs,
+and only if ``SEQLAB_RUN_JOBS`` allows it. The others record a job in the store (queued), read
+jobs and their revisions there, and cancel there (a queued row at once, a running one by a flag
+the runner reads); the runner adopts what they recorded every ``ADOPT_SECONDS`` and claims a row
+(``FOR UPDATE SKIP LOCKED``) before it starts it. When the runner dies, another process is
+elected, makes itself the runner of every unfinished row (so the one gone can no longer write
+them) and, as a restarted service does, requeues its jobs to resume from their saved state.
 
 A job that is interrupted (its worker dies, the service stops or is killed) goes back to the
 queue and its next worker resumes from the training state the last one saved in the job
@@ -20,7 +23,6 @@ as every interrupted job did before.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import multiprocessing
 import os
@@ -37,6 +39,7 @@ from typing import Any
 from app.database import utc_now
 from app.errors import ConflictError, NotFoundError
 from app.jobs import files
+from app.jobs.election import RunnerElection
 from app.jobs.protocol import (
     Cancelled,
     Failed,
@@ -83,6 +86,8 @@ class _Running:
     events: Any
     watcher: threading.Thread | None = None
     cancel_requested: bool = False
+    # Killed because this process lost the runner's election: its job is another's now.
+    deposed: bool = False
 
 
 class JobManager:
@@ -111,65 +116,70 @@ class JobManager:
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._closed = False
-        # Whether this process runs jobs: the one holding the data dir's job-runner lock
-        # (known once started: start, or load). The others record jobs in the store and read
-        # them from there.
+        # Whether this process runs jobs: the one elected (known once started: start, or load).
+        # The others record jobs in the store and read them from there.
         self.runs_jobs = False
-        self._runner_lock: Any = None
+        self._election: RunnerElection | None = None
+        # Who this process is on the job rows it runs (their runner column).
+        self.runner = Owner.current().token
         self._adopter: threading.Thread | None = None
         self._stopping = False
 
     # -- start-up and shutdown --------------------------------------------------------------
-    def start(self, lock_path: Path) -> None:
-        """Run jobs if no other process on this data dir does (the lock at ``lock_path``),
-        else record them for the one that does, and take over when it goes."""
-        if self._take_runner_lock(lock_path):
+    def start(self, election: RunnerElection | None) -> None:
+        """Run jobs if elected, else record them for the one that is, and take over when it
+        goes. Without an election (``SEQLAB_RUN_JOBS=false``) this process never runs jobs."""
+        self._election = election
+        if election is not None and election.acquire():
             self.load()
         else:
-            logger.info("another process runs the training jobs of this data dir")
+            logger.info("another process runs the training jobs")
         self._adopter = threading.Thread(
-            target=self._adopt_forever, args=(lock_path,), name="seqlab-jobs", daemon=True
+            target=self._adopt_forever, name="seqlab-jobs", daemon=True
         )
         self._adopter.start()
-
-    def _take_runner_lock(self, lock_path: Path) -> bool:
-        handle = open(lock_path, "a+b")  # noqa: SIM115 - held for the process's life
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.close()
-            return False
-        self._runner_lock = handle  # released by the kernel when this process ends
-        return True
 
     def stop_taking_over(self) -> None:
         """This process is stopping: it must not take over the jobs from a runner that is
         stopping too (a SIGTERM to every worker)."""
         self._stopping = True
 
-    def _adopt_forever(self, lock_path: Path) -> None:
+    def _adopt_forever(self) -> None:
         while not self._closed:
             time.sleep(ADOPT_SECONDS)
             if self._closed:
                 return
             try:
                 if self.runs_jobs:
-                    self._adopt()
-                elif not self._stopping and self._take_runner_lock(lock_path):
-                    logger.warning("taking over the training jobs of this data dir")
+                    if self._election is not None and not self._election.acquire():
+                        self._lost_election()
+                    else:
+                        self._adopt()
+                elif not self._stopping and self._election is not None and self._election.acquire():
+                    logger.warning("taking over the training jobs")
                     try:
                         self.load()
                     except Exception:
-                        self._release_runner_lock()  # and try again next time
+                        self._election.release()  # and try again next time
                         raise
             except Exception:  # the store busy or a job's files odd: try again next time
                 logger.exception("looking for jobs recorded by other processes failed")
 
-    def _release_runner_lock(self) -> None:
-        if self._runner_lock is not None:
-            fcntl.flock(self._runner_lock, fcntl.LOCK_UN)
-            self._runner_lock.close()
-            self._runner_lock = None
+    def _lost_election(self) -> None:
+        """Another process holds the runner's lease (ours expired: the database was out of
+        reach, or this process stalled). It has taken our jobs over, so ours must stop now:
+        their workers are killed (their saved states stay for the new runner) and this process
+        records jobs like the others from here on."""
+        logger.error("this process lost the job runner's lease: stopping its training workers")
+        with self._lock:
+            self.runs_jobs = False
+            running = list(self._running.values())
+            for running_job in running:
+                running_job.deposed = True
+            self._queue.clear()
+            self._changed.notify_all()
+        for running_job in running:
+            running_job.process.kill()
 
     def _adopt(self) -> None:
         """Queue the jobs other processes recorded, and cancel those they asked to cancel."""
@@ -213,6 +223,7 @@ class JobManager:
     def load(self) -> None:
         """Restore history: queued jobs wait again, and jobs that were running (the service was
         killed) go back to the queue to resume, or fail (see the module's docstring)."""
+        self.store.take_over(self.runner)  # the rows of the runner gone are this one's now
         records = self.store.all()
         # A worker may have been started just before a kill: wait for it to save and go (up to
         # ORPHAN_GRACE_SECONDS each) before the lock, so job reads never wait for it.
@@ -309,7 +320,8 @@ class JobManager:
                 running_job.process.kill()
             if running_job.watcher is not None:
                 running_job.watcher.join(10)
-        self._release_runner_lock()  # another process (or app) may run jobs now
+        if self._election is not None and self.runs_jobs:
+            self._election.release()  # another process (or app) may run jobs now
 
     # -- reading --------------------------------------------------------------------------
     def get(self, job_id: str) -> JobRecord:
@@ -402,7 +414,7 @@ class JobManager:
                     "total_steps": planned_steps(prepared.data.train_tokens, spec.training),
                 },
             )
-            self.store.save(record)
+            self.store.save(record, self.runner if self.runs_jobs else None)
             if not self.runs_jobs:  # the process that runs jobs takes it up (_adopt)
                 return self.get(job_id)
             self._jobs[job_id] = record
@@ -448,15 +460,18 @@ class JobManager:
 
     # -- internals ------------------------------------------------------------------------
     def _schedule(self) -> None:
+        if not self.runs_jobs:
+            return
         while not self._closed and self._queue and len(self._running) < self.max_running:
             self._start(self._queue.popleft())
 
     def _start(self, job_id: str) -> None:
         record = self._jobs[job_id]
-        if record.status == "queued" and not self.store.claim(job_id):
-            # Cancelled by another process on this data dir since it was queued here (or asked
-            # to be, while it ran before it went back to the queue).
-            self.store.cancel_queued(job_id, utc_now())
+        if record.status == "queued" and not self.store.claim(job_id, self.runner):
+            # Cancelled by another process since it was queued here (or asked to be, while it
+            # ran before it went back to the queue), or another runner has it now.
+            if job_id in self.store.cancel_requests():
+                self.store.cancel_queued(job_id, utc_now())
             stored = self.store.get(job_id)
             if stored is not None:
                 self._jobs[job_id] = stored
@@ -564,6 +579,11 @@ class JobManager:
 
     def _conclude(self, job_id: str, running: _Running, terminal: TerminalEvent | None) -> None:
         record = self._jobs[job_id]
+        if running.deposed:  # the new runner requeues it and resumes from its saved state
+            with self._lock:
+                self._running.pop(job_id, None)
+                self._changed.notify_all()
+            return
         try:
             if isinstance(terminal, Finished):
                 self._publish(record, terminal)
@@ -653,7 +673,8 @@ class JobManager:
         """Persist a change and wake whoever waits on it (``wait`` and the event streams)."""
         with self._lock:
             record.revision += 1
-            self.store.save(record)
+            if not self.store.save(record, self.runner):
+                logger.warning("job %s is run by another process now: not saved here", record.id)
             self._changed.notify_all()
 
 

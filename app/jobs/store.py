@@ -1,4 +1,4 @@
-"""Job records in SQLite, so history survives restarts."""
+"""Job records in the database, so history survives restarts and every replica reads them."""
 
 from __future__ import annotations
 
@@ -7,44 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import or_, select, update
+
 from app.database import Database
 from app.jobs.protocol import DataSummary, JobSpec
+from app.schema import jobs
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY,
-    model TEXT NOT NULL,
-    status TEXT NOT NULL
-        CHECK (status IN ('queued', 'starting', 'running', 'succeeded', 'failed', 'cancelled')),
-    create_model INTEGER NOT NULL,
-    base_version INTEGER,
-    version INTEGER,
-    settings TEXT NOT NULL,
-    data TEXT NOT NULL,
-    spec TEXT NOT NULL,
-    progress TEXT NOT NULL DEFAULT '{}',
-    metrics TEXT NOT NULL DEFAULT '{}',
-    error TEXT,
-    created_at TEXT NOT NULL,
-    started_at TEXT,
-    finished_at TEXT,
-    restarts INTEGER NOT NULL DEFAULT 0,
-    interruptions INTEGER NOT NULL DEFAULT 0,
-    interrupted TEXT,
-    resumed_from_step INTEGER
-);
-CREATE INDEX IF NOT EXISTS jobs_by_model ON jobs (model, created_at);
-"""
-_RESUME_COLUMNS = {
-    "restarts": "INTEGER NOT NULL DEFAULT 0",
-    "interruptions": "INTEGER NOT NULL DEFAULT 0",
-    "interrupted": "TEXT",
-    "resumed_from_step": "INTEGER",
-    # Several processes on one data dir (SEQLAB_WORKERS): the others read a job's changes
-    # (revision) from here, and ask the one that runs jobs to cancel one (cancel_requested).
-    "revision": "INTEGER NOT NULL DEFAULT 0",
-    "cancel_requested": "INTEGER NOT NULL DEFAULT 0",
-}
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 _JSON_COLUMNS = ("settings", "progress", "metrics")
 
@@ -80,91 +48,92 @@ class JobRecord:
         return self.status in TERMINAL
 
 
+UNFINISHED = ("queued", "starting", "running")
+
+
 class JobStore:
-    def __init__(self, database: Path) -> None:
-        self._database = Database(database, SCHEMA)
-        self._allow_starting()
-        self._add_resume_columns()
+    """The jobs table. A row being run is written only by its ``runner`` (see :meth:`save`)."""
 
-    def _add_resume_columns(self) -> None:
-        """A jobs table made before jobs resumed lacks their four columns."""
-        with self._database.transaction() as connection:  # read and alter under one lock
-            columns = {row[1] for row in connection.execute("PRAGMA table_info(jobs)")}
-            for column, declaration in _RESUME_COLUMNS.items():
-                if column not in columns:
-                    connection.execute(f"ALTER TABLE jobs ADD COLUMN {column} {declaration}")
-
-    def _allow_starting(self) -> None:
-        """A jobs table made before the ``starting`` status has a CHECK that refuses it; SQLite
-        cannot alter a CHECK, so the table is rebuilt with every row (its columns, and today's new
-        ones at their defaults)."""
-        create = SCHEMA.split("CREATE INDEX")[0].replace("IF NOT EXISTS jobs", "jobs_rebuilt")
-        with self._database.transaction() as connection:  # read and rebuild under one lock
-            row = connection.execute("SELECT sql FROM sqlite_master WHERE name = 'jobs'").fetchone()
-            if row is None or "'starting'" in row[0]:
-                return
-            connection.execute(create)
-            columns = ", ".join(
-                row[1] for row in connection.execute("PRAGMA table_info(jobs)").fetchall()
-            )
-            connection.execute(f"INSERT INTO jobs_rebuilt ({columns}) SELECT {columns} FROM jobs")
-            connection.execute("DROP TABLE jobs")
-            connection.execute("ALTER TABLE jobs_rebuilt RENAME TO jobs")
-            connection.execute(
-                "CREATE INDEX IF NOT EXISTS jobs_by_model ON jobs (model, created_at)"
-            )
+    def __init__(self, database: Path | str | Database) -> None:
+        self._database = database if isinstance(database, Database) else Database(database)
 
     def close(self) -> None:
         self._database.close()
 
     def all(self) -> list[JobRecord]:
-        rows = self._database.fetch_all("SELECT * FROM jobs ORDER BY created_at")
+        rows = self._database.fetch_all(select(jobs).order_by(jobs.c.created_at))
         return [_record(row) for row in rows]
 
     def get(self, job_id: str) -> JobRecord | None:
-        row = self._database.fetch_one("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        row = self._database.fetch_one(select(jobs).where(jobs.c.id == job_id))
         return _record(row) if row is not None else None
 
     def unfinished(self) -> list[JobRecord]:
         rows = self._database.fetch_all(
-            "SELECT * FROM jobs WHERE status IN ('queued', 'starting', 'running') "
-            "ORDER BY created_at"
+            select(jobs).where(jobs.c.status.in_(UNFINISHED)).order_by(jobs.c.created_at)
         )
         return [_record(row) for row in rows]
 
-    def claim(self, job_id: str) -> bool:
-        """Mark a queued job as starting; False when it is no longer queued (another process
-        cancelled it meanwhile)."""
-        changed = self._database.execute(
-            "UPDATE jobs SET status = 'starting' "
-            "WHERE id = ? AND status = 'queued' AND cancel_requested = 0",
-            (job_id,),
+    def claim(self, job_id: str, runner: str) -> bool:
+        """Mark a queued job as starting, run by ``runner``; False when it is no longer queued
+        (another process cancelled it meanwhile, or claimed it).
+
+        With PostgreSQL the row is locked ``FOR UPDATE SKIP LOCKED`` first: a row another
+        runner is claiming right now is skipped, not waited for.
+        """
+        with self._database.transaction() as connection:
+            claimable = connection.execute(
+                select(jobs.c.id)
+                .where(
+                    jobs.c.id == job_id,
+                    jobs.c.status == "queued",
+                    jobs.c.cancel_requested == 0,
+                    or_(jobs.c.runner.is_(None), jobs.c.runner == runner),
+                )
+                .with_for_update(skip_locked=True)
+            ).first()
+            if claimable is None:
+                return False
+            connection.execute(
+                update(jobs).where(jobs.c.id == job_id).values(status="starting", runner=runner)
+            )
+        return True
+
+    def take_over(self, runner: str) -> None:
+        """Make ``runner`` the runner of every unfinished job: it is taking over from one that
+        is gone, and from now on the one gone may no longer write them (:meth:`save`)."""
+        self._database.execute(
+            update(jobs).where(jobs.c.status.in_(UNFINISHED)).values(runner=runner)
         )
-        return changed > 0
 
     def cancel_queued(self, job_id: str, finished_at: str) -> bool:
         """Cancel a job that no process has started; False when one has."""
         changed = self._database.execute(
-            "UPDATE jobs SET status = 'cancelled', finished_at = ?, revision = revision + 1 "
-            "WHERE id = ? AND status = 'queued'",
-            (finished_at, job_id),
+            update(jobs)
+            .where(jobs.c.id == job_id, jobs.c.status == "queued")
+            .values(status="cancelled", finished_at=finished_at, revision=jobs.c.revision + 1)
         )
         return changed > 0
 
     def request_cancel(self, job_id: str) -> None:
         """Ask the process that runs the job to cancel it."""
-        self._database.execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?", (job_id,))
+        self._database.execute(update(jobs).where(jobs.c.id == job_id).values(cancel_requested=1))
 
     def cancel_requests(self) -> set[str]:
         rows = self._database.fetch_all(
-            "SELECT id FROM jobs WHERE cancel_requested = 1 "
-            "AND status IN ('queued', 'starting', 'running')"
+            select(jobs.c.id).where(jobs.c.cancel_requested == 1, jobs.c.status.in_(UNFINISHED))
         )
         return {row["id"] for row in rows}
 
-    def save(self, record: JobRecord) -> None:
-        """Insert or replace the whole row (records are small; writes are rare)."""
-        values = {
+    def save(self, record: JobRecord, runner: str | None = None) -> bool:
+        """Insert or update the whole row (records are small; writes are rare).
+
+        An upsert, not a replace: a cancel another process requested (``cancel_requested``)
+        stays. ``runner`` fences the write: a row another runner has claimed or taken over is
+        left alone (False), so a runner that lost its lease without knowing it yet cannot undo
+        what the one that took over wrote.
+        """
+        values: dict[str, Any] = {
             "id": record.id,
             "model": record.model,
             "status": record.status,
@@ -185,20 +154,21 @@ class JobStore:
         }
         for column in _JSON_COLUMNS:
             values[column] = json.dumps(getattr(record, column), ensure_ascii=False)
-        columns = ", ".join(values)
-        placeholders = ", ".join("?" for _ in values)
-        # An upsert, not a replace: a cancel another process requested (cancel_requested) stays.
-        updates = ", ".join(f"{column} = excluded.{column}" for column in values if column != "id")
-        self._database.execute(
-            f"INSERT INTO jobs ({columns}) VALUES ({placeholders}) "
-            f"ON CONFLICT (id) DO UPDATE SET {updates}",
-            tuple(values.values()),
+        values["runner"] = runner
+        statement = self._database.insert(jobs).values(**values)
+        fence = None if runner is None else or_(jobs.c.runner.is_(None), jobs.c.runner == runner)
+        statement = statement.on_conflict_do_update(
+            index_elements=[jobs.c.id],
+            set_={column: statement.excluded[column] for column in values if column != "id"},
+            where=fence,
         )
+        return self._database.execute(statement) > 0
 
 
 def _record(row: Any) -> JobRecord:
     data = dict(row)
     data.pop("cancel_requested", None)
+    data.pop("runner", None)
     for column in _JSON_COLUMNS:
         data[column] = json.loads(data[column])
     data["data"] = DataSummary.from_dict(json.loads(data["data"]))

@@ -30,11 +30,23 @@ def start_client(settings: Settings) -> TestClient:
 
 
 @pytest.fixture
-def make_settings(tmp_path: Path):
+def engine_url() -> str | None:
+    """The database of the settings the tests make: the SQLite file by default. A module that
+    runs on both engines overrides this fixture with ``database_url`` (tests/postgres.py)."""
+    return None
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, engine_url: str | None):
     """Settings over a fresh temp data dir; keyword arguments override."""
 
     def factory(**overrides) -> Settings:
-        values = {"data_dir": tmp_path / "data", "device": "cpu", **overrides}
+        values = {
+            "data_dir": tmp_path / "data",
+            "device": "cpu",
+            "database_url": engine_url,
+            **overrides,
+        }
         return Settings(**values)
 
     return factory

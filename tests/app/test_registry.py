@@ -7,17 +7,19 @@ restart tests start the whole service twice over one data dir (``load()`` at sta
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from sqlalchemy import insert
 
+from app.database import Database
 from app.errors import ConflictError, NotFoundError
 from app.layout import DataLayout
 from app.registry import LoadedModel, ModelRegistry
+from app.schema import versions
 from app.tokenizers import TokenizerCache
 from models.errors import CheckpointError
 from models.lm import LanguageModelConfig, RNNLanguageModel
@@ -30,8 +32,14 @@ VOCAB = Vocab(["我", "爱", "学习"], specials=[])
 
 
 @pytest.fixture
-def layout(tmp_path: Path) -> DataLayout:
-    return DataLayout(tmp_path / "data")
+def layout(tmp_path: Path, engine_url: str | None) -> DataLayout:
+    return DataLayout(tmp_path / "data", engine_url)
+
+
+@pytest.fixture
+def engine_url(database_url: str | None) -> str | None:
+    """Every test of this module runs on SQLite and on PostgreSQL."""
+    return database_url
 
 
 @pytest.fixture
@@ -249,13 +257,11 @@ def test_an_interrupted_version_is_swept_at_start(make_settings):
     first.post("/models", json=LESSON_MODEL)
     first.__exit__(None, None, None)
     # Simulate a crash between reserving version 2 and marking it ready.
-    connection = sqlite3.connect(settings.layout.database)
-    connection.execute(
-        "INSERT INTO versions (name, version, status, created_at) "
-        "VALUES ('lesson', 2, 'pending', 'x')"
+    database = Database(settings.layout.database)
+    database.execute(
+        insert(versions).values(name="lesson", version=2, status="pending", created_at="x")
     )
-    connection.commit()
-    connection.close()
+    database.close()
     half_written = settings.layout.models / "lesson" / "v2"
     half_written.mkdir()
     (half_written / "model.safetensors").write_bytes(b"partial")

@@ -24,7 +24,7 @@ from app.errors import ConflictError, NotFoundError
 from app.jobs import files
 from app.jobs.manager import JobManager
 from app.jobs.protocol import PreparedJob
-from app.jobs.store import SCHEMA, JobRecord, JobStore
+from app.jobs.store import JobRecord, JobStore
 from app.layout import DataLayout
 from app.model_index import utc_now
 from app.registry import ModelRegistry
@@ -41,14 +41,41 @@ QUICK = {"seq_len": 4, "batch_size": 4, "epochs": 1, "lr": 0.01, "val_fraction":
 TINY_MODEL = {"embedding_dim": 8, "hidden_size": 8, "cell": "gru", "seed": 0}
 BASE = "base"  # the model every fixture registry starts with, at version 1
 JOB_TIMEOUT = 120.0
-RESUME_COLUMNS = ("restarts", "interruptions", "interrupted", "resumed_from_step")
+# The jobs table as the first release with jobs made it: no `starting`, no resume columns.
+FIRST_JOBS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    status TEXT NOT NULL
+        CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')),
+    create_model INTEGER NOT NULL,
+    base_version INTEGER,
+    version INTEGER,
+    settings TEXT NOT NULL,
+    data TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    progress TEXT NOT NULL DEFAULT '{}',
+    metrics TEXT NOT NULL DEFAULT '{}',
+    error TEXT,
+    created_at TEXT NOT NULL,
+    started_at TEXT,
+    finished_at TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_by_model ON jobs (model, created_at);
+"""
 
 MakeManager = Callable[..., JobManager]
 
 
 @pytest.fixture
-def layout(tmp_path: Path) -> DataLayout:
-    return DataLayout(tmp_path / "data")
+def layout(tmp_path: Path, engine_url: str | None) -> DataLayout:
+    return DataLayout(tmp_path / "data", engine_url)
+
+
+@pytest.fixture
+def engine_url(database_url: str | None) -> str | None:
+    """Every test of this module runs on SQLite and on PostgreSQL."""
+    return database_url
 
 
 @pytest.fixture
@@ -452,12 +479,8 @@ def test_a_jobs_table_made_before_starting_existed_is_rebuilt_with_its_rows(
 ) -> None:
     prepared = prepare(make_manager(max_running=0), registry, tokenizers)
     database = tmp_path / "old.sqlite3"
-    old_schema = SCHEMA.replace("'queued', 'starting', 'running'", "'queued', 'running'")
-    old_schema = "\n".join(  # nor did it have the columns of resumed jobs
-        line for line in old_schema.splitlines() if not line.strip().startswith(RESUME_COLUMNS)
-    ).replace("finished_at TEXT,", "finished_at TEXT")
     connection = sqlite3.connect(database)
-    connection.executescript(old_schema)
+    connection.executescript(FIRST_JOBS_SCHEMA)
     connection.execute(
         "INSERT INTO jobs (id, model, status, create_model, settings, data, spec, created_at) "
         "VALUES ('0123456789abcdef', 'm', 'succeeded', 0, '{}', ?, ?, '2026-11-30T00:00:00Z')",

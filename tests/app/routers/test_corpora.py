@@ -1,6 +1,15 @@
 """Uploading corpora and training from them."""
 
+import pytest
+
 from app.settings import Limits
+
+
+@pytest.fixture
+def engine_url(database_url: str | None) -> str | None:
+    """Every test of this module runs on SQLite and on PostgreSQL."""
+    return database_url
+
 
 CORPUS = "我爱学习自然语言处理\n我爱机器学习\n我爱自然语言处理\n" * 20
 
