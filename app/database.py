@@ -1,10 +1,10 @@
 """The service's one database: the SQLite file in the data dir, or PostgreSQL for many replicas.
 
-``SEQLAB_DATABASE_URL`` unset means the SQLite file in the data dir (:mod:`app.layout`); ``postgresql://…`` puts the
-model index, the jobs and the corpora's metadata in PostgreSQL. Both are reached through
-SQLAlchemy Core (the stores build their statements from :mod:`app.schema`), and both are brought
-to the current schema by Alembic when a process first opens them (:func:`migrate`), under a lock
-so that processes starting at once migrate once.
+``SEQLAB_DATABASE_URL`` unset means the SQLite file in the data dir (:mod:`app.layout`);
+``postgresql://…`` puts the model index, the jobs and the corpora's metadata in PostgreSQL.
+Both are reached through SQLAlchemy Core (the stores build their statements from
+:mod:`app.schema`), and both are brought to the current schema by Alembic when a process first
+opens them (:func:`migrate`), under a lock so that processes starting at once migrate once.
 """
 
 from __future__ import annotations

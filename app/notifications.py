@@ -20,9 +20,10 @@ from sqlalchemy.engine import make_url
 from app.database import REGISTRY_CHANNEL
 
 logger = logging.getLogger("seqlab.registry")
-# How long the listener gathers notifications before it syncs (a burst syncs once), and how
-# often it checks that it should stop.
-GATHER_SECONDS = 0.2
+# How often the listener checks that it should stop, and how long after a first notification
+# it gathers the others of a burst (which then syncs once).
+WAIT_SECONDS = 0.5
+GATHER_SECONDS = 0.02
 RECONNECT_SECONDS = 1.0
 
 
@@ -47,7 +48,7 @@ class RegistryListener:
 
     def close(self) -> None:
         self._stopped.set()
-        self._thread.join(GATHER_SECONDS * 10)
+        self._thread.join(WAIT_SECONDS * 4)
 
     def _run(self) -> None:
         while not self._stopped.is_set():
@@ -62,10 +63,9 @@ class RegistryListener:
             connection.execute(f"LISTEN {REGISTRY_CHANNEL}")
             self._on_change(None)  # what changed while nobody listened
             while not self._stopped.is_set():
-                names = {
-                    notification.payload
-                    for notification in connection.notifies(timeout=GATHER_SECONDS)
-                }
-                if names:
-                    self.notifications += len(names)
-                    self._on_change(names)
+                first = list(connection.notifies(timeout=WAIT_SECONDS, stop_after=1))
+                if not first:
+                    continue
+                burst = [*first, *connection.notifies(timeout=GATHER_SECONDS)]
+                self.notifications += len(burst)
+                self._on_change({notification.payload for notification in burst})

@@ -18,7 +18,7 @@ import torch
 from app.admission import Admission, Gate
 from app.batching import Batcher
 from app.corpora import CorpusStore
-from app.database import Database
+from app.database import Database, schema_revision
 from app.demo import ensure_lesson_model, ensure_xiyouji_job
 from app.errors import storage_error
 from app.jobs.election import DatabaseElection, FileElection, RunnerElection
@@ -66,6 +66,7 @@ class ServiceState:
         )
         self.corpora = CorpusStore(layout.corpora, self.database)
         self.listener: RegistryListener | None = None
+        self.schema_revision: str | None = None
         self.jobs = JobManager(
             layout.jobs,
             JobStore(self.database),
@@ -148,6 +149,7 @@ class ServiceState:
             self.tokenizers.warm()
             self.jieba_ready = True
             self.database.migrate()
+            self.schema_revision = schema_revision(self.database)
             self.registry.load()
             if self.database.is_postgresql:  # replicas' changes, at once (registry.sync polls too)
                 self.listener = RegistryListener(self.database.url, self._registry_changed)

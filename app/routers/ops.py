@@ -7,6 +7,7 @@ import torch
 from fastapi import APIRouter, Request, Response
 
 from app import __version__
+from app.database import redacted
 from app.deps import LoadingReadState
 from app.errors import NotReadyError
 from app.metrics import CONTENT_TYPE
@@ -67,7 +68,14 @@ async def info(state: LoadingReadState) -> Info:
         jobs={
             "max_running": settings.max_running_jobs,
             "max_interruptions": settings.job_max_interruptions,
+            "may_run_jobs": settings.run_jobs,
             "runs_jobs": state.jobs.runs_jobs,
+        },
+        database={
+            "engine": state.database.dialect,
+            "url": redacted(state.database.url),
+            "schema_revision": state.schema_revision,
+            "notifications": state.listener.notifications if state.listener else None,
         },
         process={"pid": os.getpid(), "workers": settings.workers},
         batching={

@@ -59,8 +59,14 @@ class Info(BaseModel):
     )
     jobs: dict[str, int | bool] = Field(
         description="Training jobs: how many run at once, how many unclean interruptions a job "
-        "may resume from before it fails, and whether this process runs them (of several on "
-        "one data dir, one does; the others record jobs for it)."
+        "may resume from before it fails, whether this process may run them (`may_run_jobs`, "
+        "SEQLAB_RUN_JOBS) and whether it does now (`runs_jobs`: of several that may, one does; "
+        "the others record jobs for it)."
+    )
+    database: dict[str, str | int | None] = Field(
+        description="Where the registry, jobs and corpora are recorded: `engine` (sqlite or "
+        "postgresql), `url` (no password), `schema_revision` (Alembic), and with PostgreSQL the "
+        "`notifications` of other replicas' changes received so far."
     )
     process: dict[str, int] = Field(
         description="This process (of `workers` that `seqlab serve` started on this port)."

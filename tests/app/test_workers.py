@@ -1,7 +1,10 @@
 """Several service processes on one data dir: two ``seqlab serve`` side by side (as
 ``SEQLAB_WORKERS`` runs them, or two replicas on a shared directory), and ``SEQLAB_WORKERS=2``
 itself. Exactly one runs the training jobs; any accepts, shows and cancels them; when the one
-that runs them is killed, another takes over and the job is not lost."""
+that runs them is killed, another takes over and the job is not lost.
+
+The pair runs on both engines: with SQLite the runner is elected by the data dir's flock, with
+PostgreSQL (replicas of several hosts) by a lease in the database."""
 
 from __future__ import annotations
 
@@ -47,10 +50,13 @@ def submit(service: ServiceProcess, **fields) -> dict:
 
 
 @pytest.fixture
-def pair(start_service: StartService) -> tuple[ServiceProcess, ServiceProcess]:
-    """Two services on one data dir; the first started runs the jobs."""
-    runner = start_service()
-    other = start_service()
+def pair(
+    start_service: StartService, database_url: str | None
+) -> tuple[ServiceProcess, ServiceProcess]:
+    """Two services on one data dir (and one database); the first started runs the jobs."""
+    settings = {"SEQLAB_DATABASE_URL": database_url} if database_url else {}
+    runner = start_service(settings)
+    other = start_service(settings)
     assert info(runner)["jobs"]["runs_jobs"] is True
     assert info(other)["jobs"]["runs_jobs"] is False
     return runner, other

@@ -32,7 +32,15 @@ def test_info_reports_the_installed_versions_device_limits_and_models(shared_cli
         "max_url_bytes": 8192,
         "header_timeout_seconds": 10.0,
     }
-    assert info["jobs"] == {"max_running": 1, "max_interruptions": 3, "runs_jobs": True}
+    assert info["jobs"] == {
+        "max_running": 1,
+        "max_interruptions": 3,
+        "may_run_jobs": True,
+        "runs_jobs": True,
+    }
+    assert info["database"]["engine"] == "sqlite"
+    assert info["database"]["schema_revision"] == "0002"
+    assert info["database"]["notifications"] is None
     assert "lesson-rnn" in info["models_loaded"]
 
 
