@@ -14,11 +14,12 @@ from typing import Literal, TypeVar
 
 import anyio
 import torch
+from sqlalchemy.exc import OperationalError
 
 from app.admission import Admission, Gate
 from app.batching import Batcher
 from app.corpora import CorpusStore
-from app.database import Database, schema_revision
+from app.database import Database, redacted, schema_revision
 from app.demo import ensure_lesson_model, ensure_xiyouji_job
 from app.errors import storage_error
 from app.jobs.election import DatabaseElection, FileElection, RunnerElection
@@ -148,7 +149,7 @@ class ServiceState:
         try:
             self.tokenizers.warm()
             self.jieba_ready = True
-            self.database.migrate()
+            self._wait_for_database()
             self.schema_revision = schema_revision(self.database)
             self.registry.load()
             if self.database.is_postgresql:  # replicas' changes, at once (registry.sync polls too)
@@ -209,6 +210,26 @@ class ServiceState:
             )
         except Exception:  # the service works without its demo; say why it has none
             logger.exception("could not queue the demo model's training")
+
+    def _wait_for_database(self) -> None:
+        """Migrate the database, waiting for it while it is out of reach (a replica may start
+        before PostgreSQL does): /ready says what it waits for meanwhile."""
+        delay = 0.5
+        while True:
+            try:
+                self.database.migrate()
+            except OperationalError as error:
+                if self._stopping.is_set():
+                    raise
+                reason = str(error.orig).splitlines()[0] if error.orig else str(error)
+                self.start_error = f"waiting for the database ({redacted(self.database.url)}): "
+                self.start_error += reason
+                logger.warning("%s; trying again in %.1fs", self.start_error, delay)
+                self._stopping.wait(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self.start_error = None
+            return
 
     def _runner_election(self) -> RunnerElection | None:
         """How this process may come to run the training jobs (None: it never does)."""

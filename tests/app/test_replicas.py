@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 
 import httpx
+import psycopg
 import pytest
 from sqlalchemy import select
 
@@ -41,6 +42,15 @@ def served(service: ServiceProcess, name: str) -> bool:
         f"{service.base}/predict", json={"model": name, "text": "我爱", "k": 3}, timeout=10
     )
     return answer.status_code == 200
+
+
+def waiting(service: ServiceProcess) -> httpx.Response | None:
+    """The service's /ready answer once it says what it waits for."""
+    try:
+        answer = httpx.get(f"{service.base}/ready", timeout=10)
+    except httpx.TransportError:
+        return None
+    return answer if answer.status_code == 503 and answer.json().get("error") else None
 
 
 def test_a_model_made_on_one_replica_is_served_by_the_other_without_polling(replicas):
@@ -119,3 +129,24 @@ def test_when_the_runner_dies_a_standby_resumes_its_job_and_publishes_once(
     assert len(published) == 1
     assert job_row["version"] == published[0]["version"]
     assert served(standby, "lesson-rnn")
+
+
+def test_a_replica_started_before_its_database_exists_waits_for_it(
+    tmp_path, postgres_server
+) -> None:
+    name = "seqlab_created_later"
+    url = postgres_server.admin_url.rsplit("/", 1)[0] + f"/{name}"
+    service = ServiceProcess(tmp_path / "data", {"SEQLAB_DATABASE_URL": url})
+    try:
+        with pytest.raises(AssertionError, match="never became ready"):
+            service.start(timeout=8)
+        ready = until(lambda: waiting(service), timeout=30)
+        assert ready.status_code == 503
+        assert ready.json()["error"].startswith("waiting for the database (postgresql")
+        assert "password" not in ready.json()["error"]
+        with psycopg.connect(postgres_server.admin_url, autocommit=True) as connection:
+            connection.execute(f"CREATE DATABASE {name}")
+        until(lambda: httpx.get(f"{service.base}/ready", timeout=10).status_code == 200, 30)
+        assert served(service, "lesson-rnn")
+    finally:
+        service.stop()
