@@ -65,6 +65,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.bulk_tokenize
 	$(BIN)/python -m bench.batching
 	$(BIN)/python -m bench.startup
+	$(BIN)/python -m bench.replicas
 
 # The GPU path, checked (docs/gpu-check.md): builds .gpu/ here (wheels for the GPU machine's
 # Python 3.12 pinned to .venv's versions, and wrk), then prints what to run on that machine.
