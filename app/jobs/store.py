@@ -162,7 +162,9 @@ class JobStore:
             set_={column: statement.excluded[column] for column in values if column != "id"},
             where=fence,
         )
-        return self._database.execute(statement) > 0
+        # RETURNING, not rowcount: psycopg reports no row count for an upsert.
+        with self._database.transaction() as connection:
+            return connection.execute(statement.returning(jobs.c.id)).first() is not None
 
 
 def _record(row: Any) -> JobRecord:
