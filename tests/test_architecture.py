@@ -30,6 +30,8 @@ STORES = (
     "app.tokenizers",
     "app.registry",
     "app.corpora",
+    "app.archive",
+    "app.tar_stream",
 )
 
 
