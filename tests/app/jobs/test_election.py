@@ -59,8 +59,12 @@ def test_the_file_election_is_one_holder_per_data_dir(tmp_path: Path):
 
 
 @pytest.fixture
-def record(make_manager, registry, tokenizers) -> JobRecord:
-    prepared = prepare(make_manager(max_running=0), registry, tokenizers)
+def record(request: pytest.FixtureRequest) -> JobRecord:
+    """A job's record, prepared by test_manager's fixtures (imported above)."""
+    manager = request.getfixturevalue("make_manager")(max_running=0)
+    prepared = prepare(
+        manager, request.getfixturevalue("registry"), request.getfixturevalue("tokenizers")
+    )
     return JobRecord(
         id=prepared.spec.job_id,
         model=prepared.spec.model,
