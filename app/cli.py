@@ -1,10 +1,13 @@
-"""``seqlab``, the command line: serve the API, train a model from a text file, segment text.
+"""``seqlab``, the command line: serve the API, train, export and import models, segment text.
 
     seqlab serve [--host H] [--port P]
     seqlab train CORPUS --model NAME [--create …] [--epochs N …]
     seqlab tokenize TEXT [--mode accurate|full|search] [--no-hmm] [--offsets]
+    seqlab export NAME[@VERSION] [-o FILE]
+    seqlab import FILE [--name NAME] [--create | --no-create]
 
-``train`` uses the same data directory and registry as the service (``SEQLAB_DATA_DIR``).
+``train``, ``export`` and ``import`` use the same data directory and registry as the service
+(``SEQLAB_DATA_DIR``, or ``--data-dir``).
 Under ``torchrun --nproc_per_node=N -m app.cli train …`` it trains data-parallel: each rank
 on its shard of the stream, gradients averaged, rank 0 publishes.
 """
@@ -16,13 +19,17 @@ import json
 import os
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from pydantic import ValidationError
 
 from models.errors import SeqlabError
+
+if TYPE_CHECKING:  # the commands import torch and the app only when they run
+    from app.registry import ModelRegistry
+    from app.settings import Settings
 
 
 def _progress_printer(stream: TextIO) -> Callable[[object], None]:
@@ -205,6 +212,94 @@ def _tokenize(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _open_registry(data_dir: str | None) -> tuple[ModelRegistry, Settings]:
+    """The data dir's registry, as ``seqlab train`` opens it, on the CPU: an export reads
+    files, and an import checks its model on the CPU (the service loads it on its device)."""
+    import torch
+
+    from app.registry import ModelRegistry
+    from app.settings import Settings
+    from app.tokenizers import TokenizerCache
+
+    settings = Settings(**({"data_dir": data_dir} if data_dir else {}))
+    layout = settings.layout
+    registry = ModelRegistry(
+        layout, torch.device("cpu"), TokenizerCache(layout.jieba_cache), older_versions_kept=1
+    )
+    registry.load()
+    return registry, settings
+
+
+def _export(arguments: argparse.Namespace) -> int:
+    from app.services.archives import export_version
+
+    name, version = arguments.model
+    registry, _ = _open_registry(arguments.data_dir)
+    try:
+        exported = export_version(registry, name, version or registry.describe(name).version)
+    finally:
+        registry.close()
+    target = arguments.output or exported.filename
+    if target == "-":
+        for chunk in exported.chunks():
+            sys.stdout.buffer.write(chunk)
+        sys.stdout.buffer.flush()
+    else:
+        _write_whole(Path(target), exported.chunks())
+    print(
+        f"exported {exported.name}@{exported.version} to {target} ({exported.size:,} bytes, "
+        f"manifest sha256 {exported.digest})",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _model_reference(text: str) -> tuple[str, int | None]:
+    """``NAME`` or ``NAME@VERSION``."""
+    name, at, version = text.partition("@")
+    if at and not (version.isdigit() and int(version) >= 1):
+        raise argparse.ArgumentTypeError(f"{text!r}: the version after @ must be a number from 1")
+    return name, int(version) if at else None
+
+
+def _write_whole(target: Path, chunks: Iterable[bytes]) -> None:
+    """Write a file under a temporary name and rename it: never a partial archive at
+    ``target``."""
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        with open(partial, "wb") as handle:
+            for chunk in chunks:
+                handle.write(chunk)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _import(arguments: argparse.Namespace) -> int:
+    from app.services.archives import import_archive
+
+    registry, settings = _open_registry(arguments.data_dir)
+    try:
+        if arguments.archive == "-":
+            loaded = import_archive(
+                sys.stdin.buffer, registry, settings.limits, arguments.name, arguments.create
+            )
+        else:
+            with open(arguments.archive, "rb") as source:
+                loaded = import_archive(
+                    source, registry, settings.limits, arguments.name, arguments.create
+                )
+    finally:
+        registry.close()
+    origin = loaded.source.get("origin", {})
+    print(
+        f"imported {loaded.label} from {arguments.archive} "
+        f"(exported as {origin.get('name')}@{origin.get('version')})",
+        file=sys.stderr,
+    )
+    return 0
+
+
 GRACEFUL_SHUTDOWN_SECONDS = 3
 
 
@@ -308,6 +403,36 @@ def build_parser() -> argparse.ArgumentParser:
     tokenize.add_argument("--offsets", action="store_true")
     tokenize.add_argument("--json", action="store_true")
     tokenize.set_defaults(run=_tokenize)
+
+    export = commands.add_parser(
+        "export", help="write a model version as one archive file (docs/operations.md)"
+    )
+    export.add_argument(
+        "model",
+        type=_model_reference,
+        metavar="NAME[@VERSION]",
+        help="the latest version if omitted",
+    )
+    export.add_argument(
+        "-o", "--output", default=None, help="default: NAME-vVERSION.seqlab here; - for stdout"
+    )
+    export.add_argument("--data-dir", default=None, help="default: SEQLAB_DATA_DIR or ./data")
+    export.set_defaults(run=_export)
+
+    import_ = commands.add_parser(
+        "import", help="add a model archive as a new model or a model's next version"
+    )
+    import_.add_argument("archive", metavar="FILE", help="an exported archive; - for stdin")
+    import_.add_argument("--name", default=None, help="default: the name in the archive")
+    import_.add_argument(
+        "--create",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="--create: a new model (fails if the name is taken); --no-create: the next "
+        "version of an existing model; neither: whichever applies",
+    )
+    import_.add_argument("--data-dir", default=None, help="default: SEQLAB_DATA_DIR or ./data")
+    import_.set_defaults(run=_import)
     return parser
 
 

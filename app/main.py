@@ -17,6 +17,7 @@ from app.errors import InsufficientStorageError, storage_error
 from app.middleware import ServiceMiddleware
 from app.problems import install_error_handlers
 from app.routers import (
+    archives,
     corpora,
     dataset,
     embed,
@@ -119,6 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router_module in (
         tokenize,
         registry,
+        archives,
         embed,
         rnn,
         dataset,
@@ -136,8 +138,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ServiceMiddleware,
         metrics=state.metrics,
         max_bytes=limits.max_body_bytes,
-        # A corpus upload may be bigger; its multipart framing adds a little.
-        per_path={"/corpora": ("max_corpus_bytes", limits.max_corpus_bytes + 65_536)},
+        # A corpus upload may be bigger; its multipart framing adds a little. A model archive
+        # is bigger still, and goes to disk as it arrives.
+        per_path={
+            "/corpora": ("max_corpus_bytes", limits.max_corpus_bytes + 65_536),
+            "/models/import": ("max_import_bytes", limits.max_import_bytes),
+        },
         body_timeout=settings.body_timeout_seconds,
         # Binary bodies only where they are read: elsewhere a safetensors label buys nothing.
         per_path_and_media_type={

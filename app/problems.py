@@ -98,6 +98,12 @@ class Problem(BaseModel):
     limit: str | None = Field(None, description="The limit a 413 is about.")
     maximum: int | None = None
     value: int | None = None
+    reason: str | None = Field(
+        None,
+        description="What is wrong with a model archive (POST /models/import), in one word: "
+        "not-an-archive, foreign, unsafe-member, truncated, missing-member, damaged, "
+        "checksum-mismatch, format-version, invalid-model.",
+    )
 
 
 class CarriedError(StarletteHTTPException):
@@ -262,9 +268,14 @@ async def _handle_http(request: Request, error: StarletteHTTPException) -> JSONR
 
 
 def _allowed_methods(request: Request) -> list[str]:
-    """The methods of every documented path template that matches the request's path."""
+    """The methods the spec documents for the request's path: a documented concrete path's own
+    (OpenAPI matches a concrete path before the templates: ``/models/import`` is not
+    ``/models/{name}``), else those of every path template that matches."""
+    paths = request.app.openapi()["paths"]
+    if request.url.path in paths:
+        return sorted(method.upper() for method in paths[request.url.path])
     methods: set[str] = set()
-    for template, operations in request.app.openapi()["paths"].items():
+    for template, operations in paths.items():
         pattern = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))
         if re.fullmatch(pattern, request.url.path):
             methods |= {method.upper() for method in operations}

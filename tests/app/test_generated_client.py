@@ -51,9 +51,11 @@ def generated(service, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mod
     folder = tmp_path_factory.mktemp("generated")
     spec = folder / "openapi.json"
     spec.write_bytes(httpx.get(service.base + "/openapi.json").content)
-    # The generator knows no safetensors: it is told to treat it as any binary body (File).
+    # The generator knows neither safetensors nor tar (a model archive): it is told to treat
+    # them as any binary body (File).
     config = folder / "config.json"
-    config.write_text(json.dumps({"content_type_overrides": {BINARY: "application/octet-stream"}}))
+    binary = {BINARY: "application/octet-stream", "application/x-tar": "application/octet-stream"}
+    config.write_text(json.dumps({"content_type_overrides": binary}))
     run = subprocess.run(
         [
             GENERATOR,

@@ -33,6 +33,7 @@ from tests.app.conftest import LESSON_MODEL, start_client
 PROBLEM = "application/problem+json"
 JSON = {"content-type": "application/json"}
 TEXT = {"content-type": "text/plain"}
+TAR = {"content-type": "application/x-tar"}
 UNKNOWN_ID = "0123456789abcdef"  # a well-formed job or corpus id that names nothing
 
 TIGHT = Limits(
@@ -51,6 +52,7 @@ TIGHT = Limits(
     max_user_words=2,
     max_training_chars=40,
     max_corpus_bytes=100,
+    max_import_bytes=4096,
 )
 
 # A fresh layer that fits the limits: input [seq, batch, 2], state [1, batch, 3].
@@ -1148,6 +1150,48 @@ CASES = [
     ),
     case("corpora-delete-unknown", "DELETE", f"/corpora/{UNKNOWN_ID}", 404),
     case("corpora-delete-bad-id", "DELETE", "/corpora/x", 422, field="path.corpus_id"),
+    # -- model archives ------------------------------------------------------------------------
+    case("export-unknown-model", "GET", "/models/nope/versions/1/export", 404, mentions=("nope",)),
+    case("export-unknown-version", "GET", "/models/lesson/versions/9/export", 404),
+    case(
+        "export-version-zero", "GET", "/models/lesson/versions/0/export", 422, field="path.version"
+    ),
+    case(
+        "import-json-415",
+        "POST",
+        "/models/import",
+        415,
+        json={"name": "lesson"},
+        slug="unsupported-media-type",
+    ),
+    case(
+        "import-not-an-archive",
+        "POST",
+        "/models/import",
+        422,
+        content="我爱学习".encode(),
+        headers=TAR,
+        field="body",
+        mentions=("not a seqlab model archive",),
+    ),
+    case(
+        "import-bad-name",
+        "POST",
+        "/models/import?name=Bad",
+        422,
+        content=b"",
+        headers=TAR,
+        field="query.name",
+    ),
+    case(
+        "import-next-version-of-unknown-model",
+        "POST",
+        "/models/import?name=nope&create=false",
+        404,
+        content=b"",
+        headers=TAR,
+        mentions=("nope",),
+    ),
     # -- limits (see TIGHT) --------------------------------------------------------------------
     over("limit-max-texts-tokenize", "/tokenize", {"texts": ["我", "爱", "你"]}, "max_texts"),
     over(
@@ -1341,6 +1385,15 @@ CASES = [
         headers=TEXT,
         limit="max_corpus_bytes",
     ),
+    case(
+        "limit-max-import-bytes",
+        "POST",
+        "/models/import",
+        413,
+        content=bytes(5000),
+        headers=TAR,
+        limit="max_import_bytes",
+    ),
     over_value(
         "limit-max-seq-len",
         "/dataset/preview",
@@ -1446,6 +1499,8 @@ def test_every_error_status_of_a_route_is_documented(api: TestClient) -> None:
                 if "application/json" in content:
                     schema = content["application/json"]["schema"]
                     assert "$ref" in schema, f"{method} {path} has no request schema"
+                elif path == "/models/import":  # a model archive
+                    assert set(content) == {"application/x-tar", "application/octet-stream"}
                 else:  # an upload: text/plain or a multipart file
                     assert {"text/plain", "multipart/form-data"} <= set(content)
 

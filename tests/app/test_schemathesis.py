@@ -36,6 +36,8 @@ from app.settings import Settings  # noqa: E402
 # A safetensors body (the binary form of /rnn/forward) is generated as any binary string: the
 # service must answer it with a 4xx problem, never a 5xx.
 schemathesis.serializer.alias("application/vnd.safetensors", "application/octet-stream")
+# So is a model archive (POST /models/import): any binary string, a 4xx problem for each.
+schemathesis.serializer.alias("application/x-tar", "application/octet-stream")
 MAX_EXAMPLES = 30
 READY_TIMEOUT = 30.0
 API_KEY = "schemathesis-key"
