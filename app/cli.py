@@ -66,7 +66,7 @@ def _train(arguments: argparse.Namespace) -> int:
     from app.jobs.files import CLI_JOB_PREFIX, discard
     from app.jobs.publishing import publish_run
     from app.jobs.worker import keep_freed_memory, save_result, train
-    from app.ownership import Owner
+    from app.ownership import Owner, kept_fresh
     from app.registry import ModelRegistry
     from app.schemas.registry import ModelSpec
     from app.schemas.tokenize import TokenizerSettings
@@ -134,56 +134,59 @@ def _train(arguments: argparse.Namespace) -> int:
     rank_suffix = f"-rank{context.rank}" if context else ""
     # Named for its owner, so a service starting meanwhile sweeps it only once we are gone.
     job_dir = layout.jobs / f"{CLI_JOB_PREFIX}{Owner.current().token}{rank_suffix}"
-    try:
-        prepared = prepare_job(
-            job_dir.name,
-            request,
-            [document],
-            registry,
-            registry.tokenizers,
-            settings.limits,
-            job_dir,
-        )
-        data = prepared.data
-        print(
-            f"{data.tokens:,} tokens ({data.train_tokens:,} train, {data.val_tokens:,} "
-            f"held out), vocabulary {data.vocab_size:,}, OOV rate {data.oov_rate:.2%}",
-            file=log,
-        )
-        shard = None
-        after_backward = None
-        if context is not None:
-            world, rank = context.world_size, context.rank
-            shard = lambda ids: distributed.shard(ids, rank, world)  # noqa: E731
-            after_backward = distributed.average_gradients
-        model, result = train(
-            prepared.spec, _progress_printer(log), lambda: False, device, after_backward, shard
-        )
-        if arguments.dump_weights:
-            from safetensors.torch import save_model
-
-            target = Path(arguments.dump_weights)
-            target.mkdir(parents=True, exist_ok=True)
-            save_model(model, str(target / f"rank{context.rank if context else 0}.safetensors"))
-        if is_main:
-            save_result(prepared.spec, model)
-            loaded = publish_run(registry, prepared.spec, result, data, kind="cli")
-            perplexity = result.val_perplexity
+    # Fresh while it trains: a service on another host sharing the data dir sweeps it only once
+    # it is a lease old (app/ownership.py), and a run may take hours.
+    with kept_fresh(job_dir):
+        try:
+            prepared = prepare_job(
+                job_dir.name,
+                request,
+                [document],
+                registry,
+                registry.tokenizers,
+                settings.limits,
+                job_dir,
+            )
+            data = prepared.data
             print(
-                f"\npublished {loaded.label}: {result.steps} steps "
-                f"in {result.elapsed_seconds:.1f}s, "
-                f"{result.tokens_per_second:,.0f} tok/s, train loss {result.train_loss:.3f}, "
-                f"val perplexity {perplexity if perplexity is None else round(perplexity, 1)} "
-                f"(unigram {data.unigram_perplexity or float('nan'):.1f}, "
-                f"bigram {data.bigram_perplexity or float('nan'):.1f}), "
-                f"stopped: {result.stop_reason}",
+                f"{data.tokens:,} tokens ({data.train_tokens:,} train, {data.val_tokens:,} "
+                f"held out), vocabulary {data.vocab_size:,}, OOV rate {data.oov_rate:.2%}",
                 file=log,
             )
-    finally:
-        discard(job_dir)
-        registry.close()
-        if context is not None:
-            distributed.finish_distributed()
+            shard = None
+            after_backward = None
+            if context is not None:
+                world, rank = context.world_size, context.rank
+                shard = lambda ids: distributed.shard(ids, rank, world)  # noqa: E731
+                after_backward = distributed.average_gradients
+            model, result = train(
+                prepared.spec, _progress_printer(log), lambda: False, device, after_backward, shard
+            )
+            if arguments.dump_weights:
+                from safetensors.torch import save_model
+
+                target = Path(arguments.dump_weights)
+                target.mkdir(parents=True, exist_ok=True)
+                save_model(model, str(target / f"rank{context.rank if context else 0}.safetensors"))
+            if is_main:
+                save_result(prepared.spec, model)
+                loaded = publish_run(registry, prepared.spec, result, data, kind="cli")
+                perplexity = result.val_perplexity
+                print(
+                    f"\npublished {loaded.label}: {result.steps} steps "
+                    f"in {result.elapsed_seconds:.1f}s, "
+                    f"{result.tokens_per_second:,.0f} tok/s, train loss {result.train_loss:.3f}, "
+                    f"val perplexity {perplexity if perplexity is None else round(perplexity, 1)} "
+                    f"(unigram {data.unigram_perplexity or float('nan'):.1f}, "
+                    f"bigram {data.bigram_perplexity or float('nan'):.1f}), "
+                    f"stopped: {result.stop_reason}",
+                    file=log,
+                )
+        finally:
+            discard(job_dir)
+            registry.close()
+            if context is not None:
+                distributed.finish_distributed()
     if context is not None:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -251,6 +254,25 @@ def _export(arguments: argparse.Namespace) -> int:
         f"manifest sha256 {exported.digest})",
         file=sys.stderr,
     )
+    return 0
+
+
+def _migrate(arguments: argparse.Namespace) -> int:
+    """Bring the database to the current schema now (every process does it on first use; this
+    is for a deployment step before the replicas start, e.g. a Kubernetes Job)."""
+    from app.database import Database, redacted, schema_revision
+    from app.settings import Settings
+
+    settings = Settings(**({"data_dir": arguments.data_dir} if arguments.data_dir else {}))
+    database = Database(settings.layout.database)
+    try:
+        before = schema_revision(database)
+        database.migrate()
+        after = schema_revision(database)
+    finally:
+        database.close()
+    change = "already current" if before == after else f"migrated from {before or 'none'}"
+    print(f"{redacted(database.url)}: schema {after} ({change})")
     return 0
 
 
@@ -433,6 +455,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     import_.add_argument("--data-dir", default=None, help="default: SEQLAB_DATA_DIR or ./data")
     import_.set_defaults(run=_import)
+
+    migrate = commands.add_parser(
+        "migrate",
+        help="bring the database (SEQLAB_DATABASE_URL, or the data dir's SQLite file) to the "
+        "current schema",
+    )
+    migrate.add_argument("--data-dir", default=None, help="default: SEQLAB_DATA_DIR or ./data")
+    migrate.set_defaults(run=_migrate)
     return parser
 
 
@@ -449,10 +479,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"seqlab: {error}", file=sys.stderr)
         return 2
     except Exception as error:
+        from sqlalchemy.exc import OperationalError
+
         from app.errors import ServiceError
 
         if isinstance(error, ServiceError):
             print(f"seqlab: {error.detail}", file=sys.stderr)
+            return 2
+        if isinstance(error, OperationalError):  # the database is out of reach: say so
+            reason = str(error.orig).splitlines()[0] if error.orig else str(error)
+            print(f"seqlab: the database cannot be reached: {reason}", file=sys.stderr)
             return 2
         raise
 

@@ -13,6 +13,9 @@ from __future__ import annotations
 import os
 import re
 import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -83,6 +86,26 @@ def lease_of(path: Path) -> str | None:
     except OSError:
         return None
     return (changed + timedelta(seconds=LEASE_SECONDS)).isoformat(timespec="milliseconds")
+
+
+@contextmanager
+def kept_fresh(path: Path, every: float = LEASE_SECONDS / 4) -> Iterator[None]:
+    """Renew ``path``'s lease (:func:`lease_of`: its mtime) while the block runs: what a writer
+    on one host keeps for longer than a lease stays its own for the processes of another host
+    sharing the volume. A path not made yet, or gone, is skipped."""
+    done = threading.Event()
+
+    def renew() -> None:
+        while not done.wait(every):
+            with suppress(OSError):
+                os.utime(path)
+
+    renewer = threading.Thread(target=renew, name="seqlab-keep-fresh", daemon=True)
+    renewer.start()
+    try:
+        yield
+    finally:
+        done.set()
 
 
 def writer_gone(owner: Owner | None, lease: str | None) -> bool:

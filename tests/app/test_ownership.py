@@ -16,7 +16,7 @@ from app.corpora import CorpusStore
 from app.jobs import files
 from app.jobs.manager import PREPARING_GRACE_SECONDS
 from app.model_index import ModelIndex, VersionLostError
-from app.ownership import LEASE_SECONDS, Owner, lease_of, lease_until, writer_gone
+from app.ownership import LEASE_SECONDS, Owner, kept_fresh, lease_of, lease_until, writer_gone
 from app.registry import ModelRegistry
 from app.tokenizers import TokenizerCache
 from tests.app.conftest import start_client
@@ -191,3 +191,18 @@ def test_job_directories_are_swept_only_when_nobody_will_use_them(make_settings)
         assert preparing.is_dir()
     finally:
         client.__exit__(None, None, None)
+
+
+def test_a_directory_kept_fresh_keeps_its_lease_until_the_block_ends(tmp_path: Path) -> None:
+    directory = tmp_path / "cli-elsewhere~1~1"
+    directory.mkdir()
+    long_ago = time.time() - 2 * LEASE_SECONDS
+    os.utime(directory, (long_ago, long_ago))
+    other_host = Owner("another-host", 1, 1)
+    assert writer_gone(other_host, lease_of(directory))  # a lease old: swept
+    with kept_fresh(directory, every=0.05):
+        time.sleep(0.3)
+        assert not writer_gone(other_host, lease_of(directory))
+    os.utime(directory, (long_ago, long_ago))
+    time.sleep(0.3)  # renewals stopped with the block
+    assert writer_gone(other_host, lease_of(directory))

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect
 
+from app.cli import main
 from app.database import Database, schema_revision
 from app.schema import metadata
 from tests.app.conftest import start_client
@@ -140,3 +141,21 @@ def test_processes_starting_at_once_migrate_once(database_url: str | None, tmp_p
         assert schema_revision(database) == HEAD
     finally:
         database.close()
+
+
+def test_seqlab_migrate_upgrades_an_old_data_dir_once(tmp_path: Path, capsys) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(OLD / "data", data)
+    assert main(["migrate", "--data-dir", str(data)]) == 0
+    assert capsys.readouterr().out.strip().endswith(f"schema {HEAD} (migrated from none)")
+    assert main(["migrate", "--data-dir", str(data)]) == 0
+    assert capsys.readouterr().out.strip().endswith(f"schema {HEAD} (already current)")
+
+
+def test_seqlab_migrate_says_in_one_line_that_the_database_is_out_of_reach(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    monkeypatch.setenv("SEQLAB_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    assert main(["migrate", "--data-dir", str(tmp_path / "data")]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("seqlab: the database cannot be reached: connection failed")
