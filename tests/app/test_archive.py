@@ -620,3 +620,25 @@ def test_two_real_services_move_a_model_over_http(tmp_path):
     finally:
         origin.stop()
         target.stop()
+
+
+def test_a_version_exported_on_sqlite_imports_into_a_service_on_postgresql(
+    origin, exported, tmp_path, postgres_url
+):
+    """The other engine: the archive holds no engine's rows, only the version and its files."""
+    client = started(tmp_path / "data", database_url=postgres_url)
+    try:
+        assert client.get("/info").json()["database"]["engine"] == "postgresql"
+        before = registry_state(client, tmp_path / "data")
+        damaged = flipped(exported, weights_offset(exported))
+        refused = client.post("/models/import", content=damaged, headers=TAR)
+        assert refused.status_code == 422
+        assert refused.json()["reason"] == "checksum-mismatch"
+        assert registry_state(client, tmp_path / "data") == before
+        imported = client.post("/models/import", content=exported, headers=TAR)
+        assert imported.status_code == 201, imported.text
+        assert answers(client) == answers(origin)
+        again = client.post("/models/import", content=exported, headers=TAR)
+        assert again.json()["version"] == 2  # the next version of the same model
+    finally:
+        client.__exit__(None, None, None)
