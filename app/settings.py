@@ -7,7 +7,6 @@ from pathlib import Path
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.database import check_database_url
 from app.layout import DataLayout
 
 
@@ -250,7 +249,11 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, url: str | None) -> str | None:
-        return check_database_url(url) if url else None
+        if not url:
+            return None
+        from app.database import check_database_url  # SQLAlchemy: only when a URL is given
+
+        return check_database_url(url)
 
     @property
     def layout(self) -> DataLayout:
