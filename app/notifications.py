@@ -14,7 +14,6 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 
-import psycopg
 from sqlalchemy.engine import make_url
 
 from app.database import REGISTRY_CHANNEL
@@ -59,6 +58,8 @@ class RegistryListener:
                 self._stopped.wait(RECONNECT_SECONDS)
 
     def _listen(self) -> None:
+        import psycopg  # only a service on PostgreSQL listens
+
         with psycopg.connect(self._url, autocommit=True) as connection:
             connection.execute(f"LISTEN {REGISTRY_CHANNEL}")
             self._on_change(None)  # what changed while nobody listened
