@@ -35,6 +35,17 @@ from sqlalchemy.sql.elements import ColumnElement
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # pg_advisory_lock key for migrations: any constant the service alone uses ("seqlab" in ASCII).
 MIGRATION_LOCK_KEY = 0x7365716C6162
+# libpq settings of every PostgreSQL connection: a database out of reach (a dropped network
+# path, a failover) is an error within seconds, never a call that hangs until TCP gives up
+# (~15 min): the job runner must learn in time that it can no longer renew its lease.
+POSTGRESQL_CONNECTION: dict[str, Any] = {
+    "connect_timeout": 5,
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 10_000,  # ms unacknowledged before the connection is dropped
+}
 # The channel a publish or a delete notifies on (PostgreSQL); every replica listens.
 REGISTRY_CHANNEL = "seqlab_registry"
 
@@ -106,10 +117,35 @@ class Database:
             )
             _durable_sqlite(self.engine)
         else:
-            self.engine = create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=8)
+            self.engine = create_engine(
+                url,
+                pool_pre_ping=True,
+                pool_size=4,
+                max_overflow=8,
+                connect_args=POSTGRESQL_CONNECTION,
+            )
         # Connected, and migrated, on first use: a service starts (and says why it is not
         # ready) even while its database is out of reach.
         self._migrated = False
+
+    def dedicated(self, statement_timeout_ms: int) -> Database:
+        """Another way into the same database: its own single connection, whose statements
+        give up after ``statement_timeout_ms`` (PostgreSQL); for work that must not wait
+        behind requests for a pooled connection, nor hang (the job runner's lease)."""
+        self.migrate()
+        other = Database.__new__(Database)
+        other.url, other.dialect, other._migrated = self.url, self.dialect, True
+        if self.is_postgresql:
+            options = {
+                **POSTGRESQL_CONNECTION,
+                "options": f"-c statement_timeout={statement_timeout_ms}",
+            }
+            other.engine = create_engine(
+                self.url, pool_pre_ping=True, pool_size=1, max_overflow=0, connect_args=options
+            )
+        else:
+            other.engine = self.engine
+        return other
 
     def migrate(self) -> None:
         """Bring the database to the current schema now (:func:`migrate`)."""
@@ -218,11 +254,19 @@ def migrate(database: Database) -> None:
             with open(path.with_name(path.name + ".migrate.lock"), "a+b") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)
                 with database.engine.connect() as connection:
-                    _upgrade(connection.execution_options(immediate=True))
+                    # A table rebuilt by a migration (SQLite copies it) must not cascade its
+                    # deletion to the rows that reference it; the pragma works only outside a
+                    # transaction, and is checked before the migration commits.
+                    sqlite = connection.connection.driver_connection  # not through BEGIN
+                    sqlite.execute("PRAGMA foreign_keys=OFF")
+                    try:
+                        _upgrade(connection.execution_options(immediate=True), check_keys=True)
+                    finally:
+                        sqlite.execute("PRAGMA foreign_keys=ON")
         _migrated.add(database.url)
 
 
-def _upgrade(connection: Connection) -> None:
+def _upgrade(connection: Connection, check_keys: bool = False) -> None:
     from alembic import command
     from alembic.config import Config
 
@@ -231,6 +275,10 @@ def _upgrade(connection: Connection) -> None:
     config.attributes["connection"] = connection
     with connection.begin():  # every migration commits together, or none does
         command.upgrade(config, "head")
+        if check_keys:
+            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            if broken:
+                raise RuntimeError(f"a migration broke foreign keys: {broken[:5]}")
 
 
 def schema_revision(database: Database) -> str | None:

@@ -17,7 +17,7 @@ from sqlalchemy import delete, desc, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from app.database import REGISTRY_CHANNEL, Database, utc_now
-from app.errors import ConflictError
+from app.errors import ConflictError, NotFoundError
 from app.ownership import Owner, lease_until
 from app.schema import models, versions
 
@@ -113,9 +113,11 @@ class ModelIndex:
                         insert(models).values(name=name, created_at=now, updated_at=now)
                     )
                 else:  # its row locked: two replicas publishing at once number in turn
-                    connection.execute(
+                    found = connection.execute(
                         select(models.c.name).where(models.c.name == name).with_for_update()
-                    )
+                    ).first()
+                    if found is None:  # deleted, by another replica, since it was looked up
+                        raise NotFoundError(f"model {name!r} does not exist", model=name)
                 latest = connection.execute(
                     select(func.coalesce(func.max(versions.c.version), 0)).where(
                         versions.c.name == name
@@ -180,10 +182,15 @@ class ModelIndex:
         return _version_row(row)
 
     def discard_version(self, name: str, version: int) -> None:
-        """Forget a version that never became ready; drop the model if nothing else is left."""
+        """Forget a version that never became ready; drop the model if nothing else is left.
+        A ready version is never discarded here: other replicas may be serving it already."""
         with self._database.transaction() as connection:
             connection.execute(
-                delete(versions).where(versions.c.name == name, versions.c.version == version)
+                delete(versions).where(
+                    versions.c.name == name,
+                    versions.c.version == version,
+                    versions.c.status == "pending",
+                )
             )
             remaining = connection.execute(
                 select(func.count()).select_from(versions).where(versions.c.name == name)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 
 from sqlalchemy.engine import make_url
 
-from app.database import REGISTRY_CHANNEL
+from app.database import POSTGRESQL_CONNECTION, REGISTRY_CHANNEL
 
 logger = logging.getLogger("seqlab.registry")
 # How often the listener checks that it should stop, and how long after a first notification
@@ -60,7 +60,9 @@ class RegistryListener:
     def _listen(self) -> None:
         import psycopg  # only a service on PostgreSQL listens
 
-        with psycopg.connect(self._url, autocommit=True) as connection:
+        # Keepalives and a TCP timeout: a half-open connection (a failover, a dropped NAT entry)
+        # fails within seconds and is made again, instead of listening to nothing for good.
+        with psycopg.connect(self._url, autocommit=True, **POSTGRESQL_CONNECTION) as connection:
             connection.execute(f"LISTEN {REGISTRY_CHANNEL}")
             self._on_change(None)  # what changed while nobody listened
             while not self._stopped.is_set():

@@ -17,6 +17,7 @@ always holds one whole version. Served modules are read-only (eval, no gradients
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -35,7 +36,7 @@ from typing import Any
 
 import torch
 
-from app.database import Database
+from app.database import Database, utc_now
 from app.errors import ConflictError, InvalidInputError, NotFoundError
 from app.layout import DataLayout
 from app.model_index import ModelIndex, VersionLostError, VersionRow
@@ -541,8 +542,14 @@ class ModelRegistry:
                     path.parent.mkdir(parents=True, exist_ok=True)
                     os.rename(checkpoint, path)
                     fsync_directory(path.parent)
+                    # Loaded before it is ready: once ready, other replicas are told of it at
+                    # once, and a version that cannot be loaded must never have been ready.
+                    pending = VersionRow(name, version, "pending", utc_now(), {}, source or {})
+                    loaded = self._load_version(pending)
                     row = self.index.mark_ready(name, version, metrics or {})
-                loaded = self._load_version(row)
+                loaded = dataclasses.replace(
+                    loaded, created_at=row.created_at, metrics=row.metrics, source=row.source
+                )
             except VersionLostError:
                 shutil.rmtree(path, ignore_errors=True)  # ours, never published; the row is gone
                 raise

@@ -149,9 +149,7 @@ class ServiceState:
         try:
             self.tokenizers.warm()
             self.jieba_ready = True
-            self._wait_for_database()
-            self.schema_revision = schema_revision(self.database)
-            self.registry.load()
+            self._wait_for_database(self._open_storage)
             if self.database.is_postgresql:  # replicas' changes, at once (registry.sync polls too)
                 self.listener = RegistryListener(self.database.url, self._registry_changed)
                 self.listener.start()
@@ -211,13 +209,18 @@ class ServiceState:
         except Exception:  # the service works without its demo; say why it has none
             logger.exception("could not queue the demo model's training")
 
-    def _wait_for_database(self) -> None:
-        """Migrate the database, waiting for it while it is out of reach (a replica may start
-        before PostgreSQL does): /ready says what it waits for meanwhile."""
+    def _open_storage(self) -> None:
+        self.database.migrate()
+        self.schema_revision = schema_revision(self.database)
+        self.registry.load()
+
+    def _wait_for_database(self, step: Callable[[], None]) -> None:
+        """Run ``step``, again while the database is out of reach (a replica may start before
+        PostgreSQL does, or find its connections all taken): /ready says what it waits for."""
         delay = 0.5
         while True:
             try:
-                self.database.migrate()
+                step()
             except OperationalError as error:
                 if self._stopping.is_set():
                     raise

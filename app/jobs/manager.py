@@ -36,6 +36,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
 from app.database import utc_now
 from app.errors import ConflictError, NotFoundError
 from app.jobs import files
@@ -68,6 +70,8 @@ ORPHAN_GRACE_SECONDS = 10.0
 # How often the process that runs jobs looks for jobs (and cancels) that other processes on the
 # data dir recorded, and how often the others try to take over running jobs.
 ADOPT_SECONDS = 0.5
+# Tries at publishing a finished job while the database is out of reach (1, 2, 4, 8, 10… s).
+PUBLISH_ATTEMPTS = 8
 # A job directory no record names is left this long: another process may be preparing it
 # (segmenting a corpus) before it records the job.
 PREPARING_GRACE_SECONDS = 600.0
@@ -131,7 +135,11 @@ class JobManager:
         goes. Without an election (``SEQLAB_RUN_JOBS=false``) this process never runs jobs."""
         self._election = election
         if election is not None and election.acquire():
-            self.load()
+            try:
+                self.load()
+            except SQLAlchemyError:  # the database out of reach: taken over when it answers
+                logger.exception("could not take up the training jobs yet")
+                election.release()
         else:
             logger.info("another process runs the training jobs")
         self._adopter = threading.Thread(
@@ -196,6 +204,7 @@ class JobManager:
                 else:  # a row is saved only after its data: that data is gone
                     self._finish(record, "failed", error="its prepared data is missing")
                     files.discard(self.job_dir(job_id))
+            self._reconcile(unfinished)
             for job_id in list(self._queue):  # cancelled by another process while queued
                 if job_id not in unfinished:
                     self._queue.remove(job_id)
@@ -213,6 +222,24 @@ class JobManager:
             self._schedule()
         for running in cancelled:  # as cancel() does: killed when it does not stop in time
             threading.Thread(target=self._stop_within_grace, args=(running,), daemon=True).start()
+
+    def _reconcile(self, unfinished: dict[str, JobRecord]) -> None:
+        """Rows the store shows running that no worker here runs: saved again when an outage
+        kept this process's last change from the store, or, claimed by a runner that lost its
+        lease after this one took over, taken over and requeued like a dead runner's."""
+        for job_id, stored in unfinished.items():
+            if stored.status not in ("starting", "running") or job_id in self._running:
+                continue
+            mine = self._jobs.get(job_id)
+            if stored.runner == self.runner:
+                if mine is not None and mine.status not in ("starting", "running"):
+                    self.store.save(mine, self.runner)
+                continue
+            if not self.store.take_over_job(job_id, stored.runner, self.runner):
+                continue
+            self._jobs[job_id] = stored
+            if not self._published_already(stored):
+                self._interrupted(stored, "the process running it lost the job runner's lease")
 
     @staticmethod
     def _stop_within_grace(running: _Running) -> None:
@@ -459,6 +486,20 @@ class JobManager:
         return self.wait(job_id, timeout=CANCEL_GRACE_SECONDS + 4 * ADOPT_SECONDS + 5.0)
 
     # -- internals ------------------------------------------------------------------------
+    def _runs_surely(self) -> bool:
+        """Whether this process is surely still the runner (asked before acts only the runner
+        may do: claiming a job, publishing one)."""
+        return self.runs_jobs and (self._election is None or self._election.held())
+
+    def _still_runs(self, job_id: str) -> bool:
+        """Whether this process surely still runs this job: the runner, and the row its own."""
+        if not self._runs_surely():
+            return False
+        try:
+            return self.store.runner_of(job_id) == self.runner
+        except SQLAlchemyError:
+            return True  # out of reach: the lease (held) is the fence; publishing retries
+
     def _schedule(self) -> None:
         if not self.runs_jobs:
             return
@@ -467,15 +508,19 @@ class JobManager:
 
     def _start(self, job_id: str) -> None:
         record = self._jobs[job_id]
-        if record.status == "queued" and not self.store.claim(job_id, self.runner):
+        if record.status == "queued" and not (
+            self._runs_surely() and self.store.claim(job_id, self.runner)
+        ):
             # Cancelled by another process since it was queued here (or asked to be, while it
-            # ran before it went back to the queue), or another runner has it now.
+            # ran before it went back to the queue), or another runner has it now: its files
+            # go only with a cancelled row (another runner may be training in them).
             if job_id in self.store.cancel_requests():
                 self.store.cancel_queued(job_id, utc_now())
             stored = self.store.get(job_id)
             if stored is not None:
                 self._jobs[job_id] = stored
-            files.discard(self.job_dir(job_id))
+                if stored.finished:
+                    files.discard(self.job_dir(job_id))
             self._changed.notify_all()
             return
         events = _context.Queue()
@@ -527,7 +572,10 @@ class JobManager:
             if isinstance(event, Finished | Failed | Cancelled | Suspended):
                 terminal = event
             else:
-                self._apply(job_id, event)
+                try:
+                    self._apply(job_id, event)
+                except Exception:  # the job goes on; the record is saved whole next time
+                    logger.exception("job %s: recording an event failed", job_id)
         running.process.join(5)
         self._conclude(job_id, running, terminal)
 
@@ -605,7 +653,7 @@ class JobManager:
             with self._lock:
                 if self._running.get(job_id) is running:  # not a new worker of the job
                     del self._running[job_id]
-                if record.finished:
+                if record.finished and not running.deposed:
                     files.discard(self.job_dir(job_id))
                 self._changed.notify_all()  # wait() also waits for this clean-up
                 self._schedule()
@@ -641,17 +689,31 @@ class JobManager:
                 self._queue.append(record.id)
 
     def _publish(self, record: JobRecord, finished: Finished) -> None:
-        try:
-            loaded = publish_run(
-                self.registry,
-                record.spec,
-                finished.result,
-                record.data,
-                kind="train",
-                job_id=record.id,
-            )
-        except Exception as error:  # the model was deleted or its name taken meanwhile
-            self._finish(record, "failed", error=f"publishing failed: {error}")
+        for attempt in range(PUBLISH_ATTEMPTS):
+            if not self._still_runs(record.id):  # another runner has the job: not ours to publish
+                logger.error("job %s: not published, another process runs it now", record.id)
+                running = self._running.get(record.id)
+                if running is not None:
+                    running.deposed = True
+                return
+            try:
+                loaded = publish_run(
+                    self.registry,
+                    record.spec,
+                    finished.result,
+                    record.data,
+                    kind="train",
+                    job_id=record.id,
+                )
+                break
+            except OperationalError:  # the database out of reach: the checkpoint waits
+                logger.warning("job %s: publishing failed, trying again", record.id, exc_info=True)
+                time.sleep(min(2.0**attempt, 10.0))
+            except Exception as error:  # the model was deleted or its name taken meanwhile
+                self._finish(record, "failed", error=f"publishing failed: {error}")
+                return
+        else:
+            self._finish(record, "failed", error="publishing failed: the database is out of reach")
             return
         with self._lock:
             record.metrics.update(run_metrics(finished.result, record.data))
@@ -673,8 +735,17 @@ class JobManager:
         """Persist a change and wake whoever waits on it (``wait`` and the event streams)."""
         with self._lock:
             record.revision += 1
-            if not self.store.save(record, self.runner):
-                logger.warning("job %s is run by another process now: not saved here", record.id)
+            try:
+                saved = self.store.save(record, self.runner)
+            except SQLAlchemyError:  # out of reach: kept here, saved whole with the next change
+                logger.warning("job %s: its record could not be saved", record.id, exc_info=True)
+                saved = True
+            if not saved:  # another runner took the job over: its worker here must stop
+                logger.error("job %s is run by another process now: stopping here", record.id)
+                running = self._running.get(record.id)
+                if running is not None and not running.deposed:
+                    running.deposed = True
+                    running.process.kill()
             self._changed.notify_all()
 
 

@@ -42,6 +42,7 @@ class JobRecord:
     interrupted: str | None = None  # why it last went back
     resumed_from_step: int | None = None  # where its current run took over
     revision: int = 0
+    runner: str | None = None  # the process that claimed it (as the store last said)
 
     @property
     def finished(self) -> bool:
@@ -78,8 +79,9 @@ class JobStore:
         """Mark a queued job as starting, run by ``runner``; False when it is no longer queued
         (another process cancelled it meanwhile, or claimed it).
 
-        With PostgreSQL the row is locked ``FOR UPDATE SKIP LOCKED`` first: a row another
-        runner is claiming right now is skipped, not waited for.
+        The row is locked ``FOR UPDATE`` first (PostgreSQL). Not ``SKIP LOCKED``: one elected
+        runner claims, so the only other lock on a queued row is a cancel being recorded, whose
+        outcome the claim must wait for rather than skip the job (and take it for gone).
         """
         with self._database.transaction() as connection:
             claimable = connection.execute(
@@ -90,7 +92,7 @@ class JobStore:
                     jobs.c.cancel_requested == 0,
                     or_(jobs.c.runner.is_(None), jobs.c.runner == runner),
                 )
-                .with_for_update(skip_locked=True)
+                .with_for_update()
             ).first()
             if claimable is None:
                 return False
@@ -98,6 +100,21 @@ class JobStore:
                 update(jobs).where(jobs.c.id == job_id).values(status="starting", runner=runner)
             )
         return True
+
+    def runner_of(self, job_id: str) -> str | None:
+        """The process that runs (or last ran) the job, as its row says."""
+        row = self._database.fetch_one(select(jobs.c.runner).where(jobs.c.id == job_id))
+        return row["runner"] if row is not None else None
+
+    def take_over_job(self, job_id: str, previous: str | None, runner: str) -> bool:
+        """Make ``runner`` the runner of one unfinished job, if ``previous`` still is."""
+        owned = jobs.c.runner.is_(None) if previous is None else jobs.c.runner == previous
+        changed = self._database.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id, jobs.c.status.in_(UNFINISHED), owned)
+            .values(runner=runner)
+        )
+        return changed > 0
 
     def take_over(self, runner: str) -> None:
         """Make ``runner`` the runner of every unfinished job: it is taking over from one that
@@ -170,7 +187,6 @@ class JobStore:
 def _record(row: Any) -> JobRecord:
     data = dict(row)
     data.pop("cancel_requested", None)
-    data.pop("runner", None)
     for column in _JSON_COLUMNS:
         data[column] = json.loads(data[column])
     data["data"] = DataSummary.from_dict(json.loads(data["data"]))

@@ -26,7 +26,7 @@ from app import archive
 from app.archive import ArchiveError, Manifest
 from app.errors import ConflictError, InvalidInputError
 from app.limits import check_limit, check_value
-from app.ownership import Owner
+from app.ownership import Owner, kept_fresh
 from app.registry import (
     STAGING_PREFIX,
     LoadedModel,
@@ -133,7 +133,8 @@ def staging_directory(registry: ModelRegistry) -> Iterator[Path]:
     prefix = f"{STAGING_PREFIX}{Owner.current().token}-"
     path = Path(tempfile.mkdtemp(prefix=prefix, dir=registry.models_dir))
     try:
-        yield path
+        with kept_fresh(path):  # a long upload is not swept by another host's replica
+            yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
 

@@ -10,16 +10,11 @@ import pytest
 
 from app.database import Database, utc_now
 from app.jobs.election import DatabaseElection, FileElection
+from app.jobs.manager import JobManager
 from app.jobs.protocol import DataSummary, JobSpec
 from app.jobs.store import JobRecord, JobStore
-from tests.app.jobs.test_manager import (  # noqa: F401 - fixtures: a registry and managers
-    engine_url,
-    layout,
-    make_manager,
-    prepare,
-    registry,
-    tokenizers,
-)
+from app.ownership import process_start
+from tests.app.jobs.conftest import BASE, prepare, wait_until
 
 
 @pytest.fixture
@@ -30,14 +25,30 @@ def database(database_url: str | None, tmp_path: Path):
 
 
 def test_one_holder_at_a_time_and_another_takes_over_an_expired_lease(database: Database):
-    first = DatabaseElection(database, "host-a~1~1", lease_seconds=0.5)
+    # The first renews once an hour: as if its renewals stalled (cut off from the database).
+    first = DatabaseElection(database, "host-a~1~1", lease_seconds=0.5, renew_seconds=3600)
+    second = DatabaseElection(database, "host-b~2~2", lease_seconds=0.5, renew_seconds=3600)
+    assert first.acquire()
+    assert first.held()
+    assert not second.acquire()
+    time.sleep(0.7)
+    assert not first.held()  # it knows by its own clock, before anyone else may take over
+    assert second.acquire()
+    assert not first.acquire()  # and the lease is the second's now
+    first.release()
+    second.release()
+
+
+def test_a_renewed_lease_stays_with_its_holder(database: Database):
+    first = DatabaseElection(database, "host-a~1~1", lease_seconds=0.5, renew_seconds=0.1)
     second = DatabaseElection(database, "host-b~2~2", lease_seconds=0.5)
     assert first.acquire()
-    assert first.acquire()  # renewed
+    time.sleep(1.0)  # twice the lease: renewed by its thread meanwhile
+    assert first.held()
     assert not second.acquire()
-    time.sleep(0.7)  # first stopped renewing (dead, or cut off from the database)
+    first.release()
     assert second.acquire()
-    assert not first.acquire()  # it must know it lost: its jobs are the second's now
+    second.release()
 
 
 def test_a_released_lease_is_taken_at_once(database: Database):
@@ -46,7 +57,11 @@ def test_a_released_lease_is_taken_at_once(database: Database):
     assert first.acquire()
     assert not second.acquire()
     first.release()  # a clean stop
+    assert not first.held()
     assert second.acquire()
+    second.release()
+    assert first.acquire()  # released, it may be taken again
+    first.release()
 
 
 def test_the_file_election_is_one_holder_per_data_dir(tmp_path: Path):
@@ -59,12 +74,8 @@ def test_the_file_election_is_one_holder_per_data_dir(tmp_path: Path):
 
 
 @pytest.fixture
-def record(request: pytest.FixtureRequest) -> JobRecord:
-    """A job's record, prepared by test_manager's fixtures (imported above)."""
-    manager = request.getfixturevalue("make_manager")(max_running=0)
-    prepared = prepare(
-        manager, request.getfixturevalue("registry"), request.getfixturevalue("tokenizers")
-    )
+def record(make_manager, registry, tokenizers) -> JobRecord:
+    prepared = prepare(make_manager(max_running=0), registry, tokenizers)
     return JobRecord(
         id=prepared.spec.job_id,
         model=prepared.spec.model,
@@ -107,3 +118,51 @@ def test_a_job_another_runner_took_over_cannot_be_claimed_by_the_old_one(
     store.take_over("host-b~2~2")
     assert not store.claim(record.id, "host-a~1~1")
     assert store.claim(record.id, "host-b~2~2")
+
+
+class SwitchableElection:
+    """An election the test decides: held until ``holding`` is set False (the lease lost)."""
+
+    def __init__(self) -> None:
+        self.holding = True
+
+    def acquire(self) -> bool:
+        return self.holding
+
+    def held(self) -> bool:
+        return self.holding
+
+    def release(self) -> None:
+        self.holding = False
+
+
+def test_a_runner_that_loses_its_lease_stops_and_the_next_resumes_its_job(
+    layout, registry, tokenizers, make_manager
+) -> None:
+    first = JobManager(layout.jobs, JobStore(layout.database), registry, "cpu", threads=1)
+    election = SwitchableElection()
+    first.start(election)
+    try:
+        prepared = prepare(first, registry, tokenizers, epochs=10_000, max_steps=400)
+        job_id = first.submit(prepared).id
+        running = wait_until(first, job_id, lambda record: record.progress.get("step", 0) > 5)
+        worker = running.worker_pid
+        election.holding = False  # another process has the lease now
+        deadline = time.monotonic() + 10
+        while first.runs_jobs and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not first.runs_jobs
+        assert first.get(job_id).status == "running"  # left as it was, for the next runner
+        assert first.job_dir(job_id).is_dir()  # its files too: the next runner resumes there
+        deadline = time.monotonic() + 10
+        while process_start(worker) is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert process_start(worker) is None  # its worker was stopped
+        second = make_manager()  # the next runner: load() takes over
+        done = wait_until(second, job_id, lambda record: record.finished)
+        assert done.status == "succeeded", done.error
+        assert done.restarts == 1
+        assert done.resumed_from_step is not None
+        assert len([v for v in registry.versions(BASE) if v.source.get("job_id") == job_id]) == 1
+    finally:
+        first.close()
