@@ -146,6 +146,16 @@ class JobManager:
             target=self._adopt_forever, name="seqlab-jobs", daemon=True
         )
         self._adopter.start()
+        threading.Thread(target=self._watch_election, name="seqlab-jobs-watch", daemon=True).start()
+
+    def _watch_election(self) -> None:
+        """Stop the training workers the moment the runner's role is no longer surely this
+        process's. A thread of its own, that does no I/O and takes no lock: the others may be
+        waiting on a database that does not answer."""
+        while not self._closed:
+            time.sleep(ADOPT_SECONDS / 2)
+            if self.runs_jobs and self._election is not None and not self._election.held():
+                self._lost_election()
 
     def stop_taking_over(self) -> None:
         """This process is stopping: it must not take over the jobs from a runner that is
@@ -174,20 +184,24 @@ class JobManager:
                 logger.exception("looking for jobs recorded by other processes failed")
 
     def _lost_election(self) -> None:
-        """Another process holds the runner's lease (ours expired: the database was out of
-        reach, or this process stalled). It has taken our jobs over, so ours must stop now:
-        their workers are killed (their saved states stay for the new runner) and this process
-        records jobs like the others from here on."""
+        """Another process holds the runner's lease, or may soon (ours is no longer surely
+        held: the database out of reach, or this process stalled). It takes our jobs over, so
+        ours must stop now: their workers are killed (their saved states stay for the new
+        runner) and this process records jobs like the others from here on. No I/O, and the
+        lock only if it is free soon: a thread holding it may be waiting on the database."""
+        if not self.runs_jobs:
+            return
         logger.error("this process lost the job runner's lease: stopping its training workers")
-        with self._lock:
-            self.runs_jobs = False
-            running = list(self._running.values())
-            for running_job in running:
-                running_job.deposed = True
-            self._queue.clear()
-            self._changed.notify_all()
-        for running_job in running:
+        self.runs_jobs = False  # first: nothing is claimed or started from here on
+        for running_job in list(self._running.values()):
+            running_job.deposed = True
             running_job.process.kill()
+        if self._lock.acquire(timeout=1.0):
+            try:
+                self._queue.clear()
+                self._changed.notify_all()
+            finally:
+                self._lock.release()
 
     def _adopt(self) -> None:
         """Queue the jobs other processes recorded, and cancel those they asked to cancel."""

@@ -10,6 +10,9 @@ submitted to the follower runs once, cancel works from it.)
 
 from __future__ import annotations
 
+import select as io_select
+import socket
+import threading
 import time
 from collections.abc import Callable
 
@@ -20,12 +23,56 @@ from sqlalchemy import select
 
 from app.database import Database
 from app.jobs.election import LEASE_SECONDS
+from app.ownership import process_start
 from app.schema import jobs, versions
 from tests.app.conftest import LESSON_MODEL
 from tests.app.service_process import ServiceProcess
 from tests.app.test_workers import info, job, submit, until
 
 StartService = Callable[..., ServiceProcess]
+
+
+class FreezableProxy:
+    """A TCP proxy to PostgreSQL that can stop forwarding: the network between one replica and
+    the database dropping everything, while the TCP connections stay up (the worst case: no
+    error, only silence)."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.frozen = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target))
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while True:
+                if self.frozen.is_set():
+                    time.sleep(0.05)
+                    continue
+                ready, _, _ = io_select.select([source], [], [], 0.05)
+                if ready:
+                    data = source.recv(65536)
+                    if not data:
+                        return
+                    sink.sendall(data)
+        except OSError:
+            return
+
+    def close(self) -> None:
+        self.listener.close()
+
+
 NO_POLL = {"SEQLAB_REGISTRY_SYNC_SECONDS": "0"}
 
 
@@ -150,3 +197,42 @@ def test_a_replica_started_before_its_database_exists_waits_for_it(
         assert served(service, "lesson-rnn")
     finally:
         service.stop()
+
+
+def test_a_runner_cut_off_from_the_database_stops_and_a_standby_resumes_its_job(
+    replicas, postgres_url: str
+):
+    port = int(postgres_url.rsplit(":", 1)[1].split("/")[0])
+    proxy = FreezableProxy(port)
+    try:
+        through_proxy = postgres_url.replace(f":{port}/", f":{proxy.port}/")
+        runner = replicas(SEQLAB_DATABASE_URL=through_proxy)
+        standby = replicas()
+        assert info(runner)["jobs"]["runs_jobs"] is True
+        submitted = submit(standby, epochs=200, max_steps=400)
+        job_id = submitted["job_id"]
+        running = until(lambda: (j := job(standby, job_id))["progress"]["step"] > 20 and j)
+        worker = running["worker_pid"]
+        proxy.frozen.set()  # the runner hears nothing from the database from now on
+        frozen_at = time.monotonic()
+        # It gives the role up by its own clock (no answer needed), and stops its worker ...
+        until(lambda: not info(runner)["jobs"]["runs_jobs"], timeout=LEASE_SECONDS + 10)
+        assert time.monotonic() - frozen_at < LEASE_SECONDS  # before the lease can expire
+        until(lambda: process_start(worker) is None, timeout=10)
+        # ... and the standby takes the lease once expired and resumes the job.
+        assert until(lambda: info(standby)["jobs"]["runs_jobs"], timeout=LEASE_SECONDS + 20)
+        done = until(
+            lambda: (j := job(standby, job_id))["status"] in ("succeeded", "failed") and j,
+            timeout=120,
+        )
+        assert done["status"] == "succeeded", done
+        assert done["resumed_from_step"] is not None
+        proxy.frozen.clear()  # the runner hears the database again: it must not undo anything
+        time.sleep(3)
+        assert job(standby, job_id)["status"] == "succeeded"
+        assert info(runner)["jobs"]["runs_jobs"] is False  # the standby holds the lease
+        versions = httpx.get(f"{standby.base}/models/lesson-rnn/versions", timeout=10).json()
+        assert [v["source"].get("job_id") for v in versions].count(job_id) == 1
+    finally:
+        proxy.frozen.clear()
+        proxy.close()
