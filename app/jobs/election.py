@@ -127,8 +127,8 @@ class DatabaseElection:
         asked_at = time.monotonic()
         try:
             taken = self._take_or_renew()
-        except Exception:  # out of reach: held() says for how much longer it is ours anyway
-            logger.warning("could not renew the %s lease", self.name, exc_info=True)
+        except Exception as error:  # out of reach: held() says for how much longer it is ours
+            logger.warning("could not take or renew the %s lease: %s", self.name, error)
             return False
         with self._lock:
             # Measured from before the transaction, with a margin for the clocks' rates.
