@@ -743,6 +743,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--version-repeats", type=int, default=5, help="new versions timed per setup"
     )
+    parser.add_argument(
+        "--batch-max-tokens",
+        type=int,
+        default=None,
+        help="the replicas' SEQLAB_BATCH_MAX_TOKENS (0: no dynamic batching; default: the "
+        "service's), to see replica scaling without batch sizes changing with the split",
+    )
+    parser.add_argument(
+        "--throughput-only", action="store_true", help="measure /predict only, no latencies"
+    )
     arguments = parser.parse_args(argv)
     require_at_least_one(parser, arguments, ["duration", "rounds", "repeats", "version_repeats"])
     if min(arguments.connections) < 1:
@@ -790,6 +800,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 "SEQLAB_DATA_DIR": str(directory / "shared"),
                 "SEQLAB_DATABASE_URL": postgres.new_database(),
             }
+            if arguments.batch_max_tokens is not None:
+                shared["SEQLAB_BATCH_MAX_TOKENS"] = str(arguments.batch_max_tokens)
             servers = start_pair(shared, directory, {"SEQLAB_REGISTRY_SYNC_SECONDS": "0"}, "")
             a, b = servers
             print("creating the LSTM through replica A…", flush=True)
@@ -805,29 +817,30 @@ def main(argv: Sequence[str] | None = None) -> None:
             stop_nginx(nginx)
             nginx = None
 
-            print("\npublish to served, replicas on PostgreSQL (B's poll off):", flush=True)
-            measured[("new model", NOTIFY)] = model_latencies(a, b, "notify", arguments.repeats)
-            print_latencies("new model", measured[("new model", NOTIFY)])
-            measured[("new version", NOTIFY)] = version_latencies(
-                a, b, "notify", arguments.version_repeats
-            )
-            print_latencies("new version", measured[("new version", NOTIFY)])
-            for server in servers:
-                stop_server(server)
-            servers = []
-            stop_postgres(postgres)
-            postgres = None
+            if not arguments.throughput_only:
+                print("\npublish to served, replicas on PostgreSQL (B's poll off):", flush=True)
+                measured[("new model", NOTIFY)] = model_latencies(a, b, "notify", arguments.repeats)
+                print_latencies("new model", measured[("new model", NOTIFY)])
+                measured[("new version", NOTIFY)] = version_latencies(
+                    a, b, "notify", arguments.version_repeats
+                )
+                print_latencies("new version", measured[("new version", NOTIFY)])
+                for server in servers:
+                    stop_server(server)
+                servers = []
+                stop_postgres(postgres)
+                postgres = None
 
-            print("publish to served, replicas on SQLite (B's 2 s poll):", flush=True)
-            alone = COMMON_SETTINGS | {"SEQLAB_DATA_DIR": str(directory / "sqlite")}
-            servers = start_pair(alone, directory, {}, "-sqlite")
-            a, b = servers
-            measured[("new model", POLL)] = model_latencies(a, b, "poll", arguments.repeats)
-            print_latencies("new model", measured[("new model", POLL)])
-            measured[("new version", POLL)] = version_latencies(
-                a, b, "poll", arguments.version_repeats
-            )
-            print_latencies("new version", measured[("new version", POLL)])
+                print("publish to served, replicas on SQLite (B's 2 s poll):", flush=True)
+                alone = COMMON_SETTINGS | {"SEQLAB_DATA_DIR": str(directory / "sqlite")}
+                servers = start_pair(alone, directory, {}, "-sqlite")
+                a, b = servers
+                measured[("new model", POLL)] = model_latencies(a, b, "poll", arguments.repeats)
+                print_latencies("new model", measured[("new model", POLL)])
+                measured[("new version", POLL)] = version_latencies(
+                    a, b, "poll", arguments.version_repeats
+                )
+                print_latencies("new version", measured[("new version", POLL)])
         finally:
             os.environ.pop("WRK_BODIES_FILE", None)
             if nginx is not None:
@@ -855,6 +868,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         print(f"  largest run-to-run spread of req/s over the rounds: {noise:.1%}")
 
+    if arguments.throughput_only:
+        print(f"total time {time.perf_counter() - started:.0f} s")
+        warn_if_contended(max((r.others_cpu_share or 0.0) for r in runs))
+        return
     print(
         "\npublish to served on B, ms: from A's answer (negative: B served first), then from the "
         "request sent to A (new models only); B's poll: one poll's mean round trip:"
