@@ -46,6 +46,13 @@ POSTGRESQL_CONNECTION: dict[str, Any] = {
     "keepalives_count": 3,
     "tcp_user_timeout": 10_000,  # ms unacknowledged before the connection is dropped
 }
+# And on the server's side: a transaction whose client went silent between two statements (its
+# rows locked: a job's, the lease's) is ended after 5 s instead of blocking a takeover for
+# hours; the server probes a silent client too.
+SERVER_OPTIONS = (
+    "-c idle_in_transaction_session_timeout=5000 -c tcp_keepalives_idle=5 "
+    "-c tcp_keepalives_interval=2 -c tcp_keepalives_count=3"
+)
 # The channel a publish or a delete notifies on (PostgreSQL); every replica listens.
 REGISTRY_CHANNEL = "seqlab_registry"
 
@@ -122,7 +129,7 @@ class Database:
                 pool_pre_ping=True,
                 pool_size=4,
                 max_overflow=8,
-                connect_args=POSTGRESQL_CONNECTION,
+                connect_args={**POSTGRESQL_CONNECTION, "options": SERVER_OPTIONS},
             )
         # Connected, and migrated, on first use: a service starts (and says why it is not
         # ready) even while its database is out of reach.
@@ -138,7 +145,7 @@ class Database:
         if self.is_postgresql:
             options = {
                 **POSTGRESQL_CONNECTION,
-                "options": f"-c statement_timeout={statement_timeout_ms}",
+                "options": f"{SERVER_OPTIONS} -c statement_timeout={statement_timeout_ms}",
             }
             other.engine = create_engine(
                 self.url, pool_pre_ping=True, pool_size=1, max_overflow=0, connect_args=options

@@ -554,8 +554,7 @@ class ModelRegistry:
                 shutil.rmtree(path, ignore_errors=True)  # ours, never published; the row is gone
                 raise
             except BaseException:
-                shutil.rmtree(path, ignore_errors=True)
-                self.index.discard_version(name, version)
+                self._undo_publish(name, version, checkpoint)
                 raise
             previous = self._latest.get(name)
             self._admit(loaded, self._generation[name])
@@ -563,6 +562,23 @@ class ModelRegistry:
             if previous is not None:
                 self._evict((name, previous.version))
             return loaded
+
+    def _undo_publish(self, name: str, version: int, checkpoint: Path) -> None:
+        """After a failed publish: the files go back where they came from (a retry can publish
+        them) and the pending row goes. Unless the row may be ready after all (the database
+        answered nothing to the commit): then both stay, for a retry or a sweep to settle."""
+        path = self.path(name, version)
+        try:
+            rows = self.index.versions(name, status=None)
+        except Exception:
+            logger.warning("publishing %s@%s failed and its state is unknown", name, version)
+            return
+        if any(row.version == version and row.status == "ready" for row in rows):
+            return  # it was published (and announced): its files must stay
+        if path.is_dir() and not checkpoint.exists():
+            os.rename(path, checkpoint)
+        shutil.rmtree(path, ignore_errors=True)
+        self.index.discard_version(name, version)
 
     def delete(self, name: str) -> None:
         with self._publish_lock:

@@ -136,22 +136,19 @@ class DatabaseElection:
         return taken
 
     def _take_or_renew(self) -> bool:
+        """One statement (no transaction left open between two, its row locked, should the
+        connection go silent): insert the lease, or take it over when ours or expired."""
         now = self._connection.now()
+        statement = self._connection.insert(leases).values(
+            name=self.name, holder=self.holder, expires_at=now + self.lease_seconds
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=[leases.c.name],
+            set_={"holder": self.holder, "expires_at": now + self.lease_seconds},
+            where=or_(leases.c.holder == self.holder, leases.c.expires_at < now),
+        ).returning(leases.c.holder)
         with self._connection.transaction() as connection:
-            connection.execute(
-                self._connection.insert(leases)
-                .values(name=self.name, holder=self.holder, expires_at=now + self.lease_seconds)
-                .on_conflict_do_nothing(index_elements=[leases.c.name])
-            )
-            taken = connection.execute(
-                update(leases)
-                .where(
-                    leases.c.name == self.name,
-                    or_(leases.c.holder == self.holder, leases.c.expires_at < now),
-                )
-                .values(holder=self.holder, expires_at=now + self.lease_seconds)
-            ).rowcount
-        return taken > 0
+            return connection.execute(statement).first() is not None
 
     def release(self) -> None:
         self._stopped.set()

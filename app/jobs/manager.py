@@ -137,8 +137,9 @@ class JobManager:
         if election is not None and election.acquire():
             try:
                 self.load()
-            except SQLAlchemyError:  # the database out of reach: taken over when it answers
+            except Exception:  # the database out of reach, a file odd: taken up again later
                 logger.exception("could not take up the training jobs yet")
+                self.runs_jobs = False
                 election.release()
         else:
             logger.info("another process runs the training jobs")
@@ -154,7 +155,7 @@ class JobManager:
         waiting on a database that does not answer."""
         while not self._closed:
             time.sleep(ADOPT_SECONDS / 2)
-            if self.runs_jobs and self._election is not None and not self._election.held():
+            if self._election is not None and not self._election.held():
                 self._lost_election()
 
     def stop_taking_over(self) -> None:
@@ -178,6 +179,7 @@ class JobManager:
                     try:
                         self.load()
                     except Exception:
+                        self.runs_jobs = False
                         self._election.release()  # and try again next time
                         raise
             except Exception:  # the store busy or a job's files odd: try again next time
@@ -189,11 +191,12 @@ class JobManager:
         ours must stop now: their workers are killed (their saved states stay for the new
         runner) and this process records jobs like the others from here on. No I/O, and the
         lock only if it is free soon: a thread holding it may be waiting on the database."""
-        if not self.runs_jobs:
+        was_runner, self.runs_jobs = self.runs_jobs, False  # first: nothing is claimed from now
+        alive = [running for running in list(self._running.values()) if not running.deposed]
+        if not was_runner and not alive:
             return
         logger.error("this process lost the job runner's lease: stopping its training workers")
-        self.runs_jobs = False  # first: nothing is claimed or started from here on
-        for running_job in list(self._running.values()):
+        for running_job in alive:  # one started while the role was being lost, too
             running_job.deposed = True
             running_job.process.kill()
         if self._lock.acquire(timeout=1.0):
@@ -207,10 +210,19 @@ class JobManager:
         """Queue the jobs other processes recorded, and cancel those they asked to cancel."""
         cancelled = []
         with self._lock:  # read under the lock: this process's own submit saves under it too
+            if not self._runs_surely():  # lost while this thread waited for the lock
+                return
             unfinished = {record.id: record for record in self.store.unfinished()}
             cancels = self.store.cancel_requests()
             for job_id, record in unfinished.items():
-                if job_id in self._jobs or record.status != "queued":
+                if record.status != "queued" or job_id in self._queue or job_id in self._running:
+                    continue
+                known = self._jobs.get(job_id)
+                if known is not None and known.status in ("starting", "running"):
+                    continue  # requeued by this process right now (its save is on its way)
+                if record.runner not in (None, self.runner) and not self.store.take_over_job(
+                    job_id, record.runner, self.runner
+                ):
                     continue
                 self._jobs[job_id] = record
                 if files.is_prepared(self.job_dir(job_id)):
@@ -249,7 +261,9 @@ class JobManager:
                 if mine is not None and mine.status not in ("starting", "running"):
                     self.store.save(mine, self.runner)
                 continue
-            if not self.store.take_over_job(job_id, stored.runner, self.runner):
+            if not self._runs_surely() or not self.store.take_over_job(
+                job_id, stored.runner, self.runner
+            ):
                 continue
             self._jobs[job_id] = stored
             if not self._published_already(stored):
@@ -265,6 +279,8 @@ class JobManager:
         """Restore history: queued jobs wait again, and jobs that were running (the service was
         killed) go back to the queue to resume, or fail (see the module's docstring)."""
         self.store.take_over(self.runner)  # the rows of the runner gone are this one's now
+        with self._lock:
+            self._queue.clear()  # what a former term as runner left: the store says it again
         records = self.store.all()
         # A worker may have been started just before a kill: wait for it to save and go (up to
         # ORPHAN_GRACE_SECONDS each) before the lock, so job reads never wait for it.
@@ -361,7 +377,7 @@ class JobManager:
                 running_job.process.kill()
             if running_job.watcher is not None:
                 running_job.watcher.join(10)
-        if self._election is not None and self.runs_jobs:
+        if self._election is not None:
             self._election.release()  # another process (or app) may run jobs now
 
     # -- reading --------------------------------------------------------------------------
@@ -455,7 +471,7 @@ class JobManager:
                     "total_steps": planned_steps(prepared.data.train_tokens, spec.training),
                 },
             )
-            self.store.save(record, self.runner if self.runs_jobs else None)
+            self.store.save(record)  # no runner until one claims it
             if not self.runs_jobs:  # the process that runs jobs takes it up (_adopt)
                 return self.get(job_id)
             self._jobs[job_id] = record
@@ -518,13 +534,18 @@ class JobManager:
         if not self.runs_jobs:
             return
         while not self._closed and self._queue and len(self._running) < self.max_running:
-            self._start(self._queue.popleft())
+            job_id = self._queue.popleft()
+            try:
+                self._start(job_id)
+            except Exception:  # the store or the volume: the job stays queued in the store,
+                logger.exception("job %s could not be started", job_id)  # adopted again
+                return
 
     def _start(self, job_id: str) -> None:
         record = self._jobs[job_id]
-        if record.status == "queued" and not (
-            self._runs_surely() and self.store.claim(job_id, self.runner)
-        ):
+        if record.status != "queued" or job_id in self._running:
+            return  # a stale entry: started already, or ended
+        if not (self._runs_surely() and self.store.claim(job_id, self.runner)):
             # Cancelled by another process since it was queued here (or asked to be, while it
             # ran before it went back to the queue), or another runner has it now: its files
             # go only with a cancelled row (another runner may be training in them).
@@ -583,6 +604,8 @@ class JobManager:
                         break
                 else:
                     continue
+            if running.deposed:
+                continue  # a killed worker's last words: the job is another run's now
             if isinstance(event, Finished | Failed | Cancelled | Suspended):
                 terminal = event
             else:
@@ -643,7 +666,8 @@ class JobManager:
         record = self._jobs[job_id]
         if running.deposed:  # the new runner requeues it and resumes from its saved state
             with self._lock:
-                self._running.pop(job_id, None)
+                if self._running.get(job_id) is running:  # not a new worker of the job
+                    del self._running[job_id]
                 self._changed.notify_all()
             return
         try:
@@ -699,18 +723,20 @@ class JobManager:
             record.restarts += 1
             record.interrupted = reason
             self._touch(record)
-            if not self._closed:
+            if not self._closed and record.id not in self._queue:
                 self._queue.append(record.id)
 
     def _publish(self, record: JobRecord, finished: Finished) -> None:
         for attempt in range(PUBLISH_ATTEMPTS):
-            if not self._still_runs(record.id):  # another runner has the job: not ours to publish
-                logger.error("job %s: not published, another process runs it now", record.id)
-                running = self._running.get(record.id)
-                if running is not None:
-                    running.deposed = True
-                return
             try:
+                if attempt > 0 and self._published_already(record):
+                    return  # the last try did publish: only its answer was lost
+                if not self._still_runs(record.id):  # another runner has the job now
+                    logger.error("job %s: not published, another process runs it", record.id)
+                    running = self._running.get(record.id)
+                    if running is not None:
+                        running.deposed = True
+                    return
                 loaded = publish_run(
                     self.registry,
                     record.spec,

@@ -7,13 +7,15 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from app.database import Database, utc_now
-from app.jobs.election import DatabaseElection, FileElection
+from app.jobs.election import RUNNER_LEASE, DatabaseElection, FileElection
 from app.jobs.manager import JobManager
 from app.jobs.protocol import DataSummary, JobSpec
 from app.jobs.store import JobRecord, JobStore
 from app.ownership import process_start
+from app.schema import leases
 from tests.app.jobs.conftest import BASE, prepare, wait_until
 
 
@@ -26,29 +28,36 @@ def database(database_url: str | None, tmp_path: Path):
 
 def test_one_holder_at_a_time_and_another_takes_over_an_expired_lease(database: Database):
     # The first renews once an hour: as if its renewals stalled (cut off from the database).
-    first = DatabaseElection(database, "host-a~1~1", lease_seconds=0.5, renew_seconds=3600)
-    second = DatabaseElection(database, "host-b~2~2", lease_seconds=0.5, renew_seconds=3600)
+    first = DatabaseElection(database, "host-a~1~1", lease_seconds=2.0, renew_seconds=3600)
+    second = DatabaseElection(database, "host-b~2~2", lease_seconds=2.0, renew_seconds=3600)
     assert first.acquire()
     assert first.held()
     assert not second.acquire()
-    time.sleep(0.7)
+    time.sleep(2.2)
     assert not first.held()  # it knows by its own clock, before anyone else may take over
     assert second.acquire()
-    assert not first.acquire()  # and the lease is the second's now
-    first.release()
+    assert holder(database) == "host-b~2~2"  # and the lease is the second's in the database
+    first.release()  # a release by one that no longer holds it changes nothing
+    assert holder(database) == "host-b~2~2"
+    assert second.held()
     second.release()
 
 
 def test_a_renewed_lease_stays_with_its_holder(database: Database):
-    first = DatabaseElection(database, "host-a~1~1", lease_seconds=0.5, renew_seconds=0.1)
-    second = DatabaseElection(database, "host-b~2~2", lease_seconds=0.5)
+    first = DatabaseElection(database, "host-a~1~1", lease_seconds=2.0, renew_seconds=0.2)
+    second = DatabaseElection(database, "host-b~2~2", lease_seconds=2.0)
     assert first.acquire()
-    time.sleep(1.0)  # twice the lease: renewed by its thread meanwhile
+    time.sleep(4.0)  # twice the lease: renewed by its thread meanwhile
     assert first.held()
     assert not second.acquire()
     first.release()
     assert second.acquire()
     second.release()
+
+
+def holder(database: Database) -> str | None:
+    row = database.fetch_one(select(leases.c.holder).where(leases.c.name == RUNNER_LEASE))
+    return row["holder"] if row is not None else None
 
 
 def test_a_released_lease_is_taken_at_once(database: Database):
@@ -140,6 +149,7 @@ def test_a_runner_that_loses_its_lease_stops_and_the_next_resumes_its_job(
     layout, registry, tokenizers, make_manager
 ) -> None:
     first = JobManager(layout.jobs, JobStore(layout.database), registry, "cpu", threads=1)
+    first.runner = "first-host~1~1"  # another process than the next runner (same pid here)
     election = SwitchableElection()
     first.start(election)
     try:
