@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from app.layout import DataLayout
 from app.main import create_app
 from app.settings import Settings
 
@@ -34,6 +35,12 @@ def engine_url() -> str | None:
     """The database of the settings the tests make: the SQLite file by default. A module that
     runs on both engines overrides this fixture with ``database_url`` (tests/postgres.py)."""
     return None
+
+
+@pytest.fixture
+def layout(tmp_path: Path, engine_url: str | None) -> DataLayout:
+    """The data dir (and database) of a test that opens the stores without a service."""
+    return DataLayout(tmp_path / "data", engine_url)
 
 
 @pytest.fixture

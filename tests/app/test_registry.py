@@ -32,11 +32,6 @@ VOCAB = Vocab(["我", "爱", "学习"], specials=[])
 
 
 @pytest.fixture
-def layout(tmp_path: Path, engine_url: str | None) -> DataLayout:
-    return DataLayout(tmp_path / "data", engine_url)
-
-
-@pytest.fixture
 def engine_url(database_url: str | None) -> str | None:
     """Every test of this module runs on SQLite and on PostgreSQL."""
     return database_url
