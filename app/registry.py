@@ -69,8 +69,11 @@ class _LeaseKeeper:
 
     def _renew(self) -> None:
         while not self._done.wait(LEASE_SECONDS / 3):
-            if not self._index.renew_lease(self._name, self._version):
-                return  # swept: mark_ready will say so
+            try:
+                if not self._index.renew_lease(self._name, self._version):
+                    return  # swept: mark_ready will say so
+            except Exception:  # the database out of reach: the next renewal may get through
+                logger.warning("could not renew the lease of %s@%s", self._name, self._version)
 
     def __enter__(self) -> _LeaseKeeper:
         self._thread.start()
