@@ -124,13 +124,7 @@ class Database:
             )
             _durable_sqlite(self.engine)
         else:
-            self.engine = create_engine(
-                url,
-                pool_pre_ping=True,
-                pool_size=4,
-                max_overflow=8,
-                connect_args={**POSTGRESQL_CONNECTION, "options": SERVER_OPTIONS},
-            )
+            self.engine = _postgresql_engine(url, pool_size=4, max_overflow=8)
         # Connected, and migrated, on first use: a service starts (and says why it is not
         # ready) even while its database is out of reach.
         self._migrated = False
@@ -143,12 +137,11 @@ class Database:
         other = Database.__new__(Database)
         other.url, other.dialect, other._migrated = self.url, self.dialect, True
         if self.is_postgresql:
-            options = {
-                **POSTGRESQL_CONNECTION,
-                "options": f"{SERVER_OPTIONS} -c statement_timeout={statement_timeout_ms}",
-            }
-            other.engine = create_engine(
-                self.url, pool_pre_ping=True, pool_size=1, max_overflow=0, connect_args=options
+            other.engine = _postgresql_engine(
+                self.url,
+                pool_size=1,
+                max_overflow=0,
+                options=f"-c statement_timeout={statement_timeout_ms}",
             )
         else:
             other.engine = self.engine
@@ -167,10 +160,11 @@ class Database:
     def close(self) -> None:
         self.engine.dispose()
 
-    def execute(self, statement: Executable, parameters: Any = None) -> int:
-        """Run one statement in its own transaction; the number of rows it changed."""
+    def execute(self, statement: Executable) -> int:
+        """Run one statement in its own transaction; the number of rows an UPDATE or DELETE
+        changed (psycopg counts none for an INSERT: use RETURNING there)."""
         with self.transaction() as connection:
-            return connection.execute(statement, parameters).rowcount
+            return connection.execute(statement).rowcount
 
     def fetch_all(self, query: Executable) -> list[RowMapping]:
         self.migrate()
@@ -208,6 +202,17 @@ class Database:
         if self.is_postgresql:
             return literal_column("extract(epoch from clock_timestamp())::float8")
         return literal_column("((julianday('now') - 2440587.5) * 86400.0)")
+
+
+def _postgresql_engine(url: str, pool_size: int, max_overflow: int, options: str = "") -> Engine:
+    """A pool of PostgreSQL connections with the libpq and server settings above."""
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        connect_args={**POSTGRESQL_CONNECTION, "options": f"{SERVER_OPTIONS} {options}".strip()},
+    )
 
 
 def _durable_sqlite(engine: Engine) -> None:

@@ -56,10 +56,6 @@ class ModelIndex:
     def __init__(self, target: Path | str | Database) -> None:
         self._database = target if isinstance(target, Database) else Database(target)
 
-    @property
-    def database(self) -> Database:
-        return self._database
-
     def close(self) -> None:
         self._database.close()
 

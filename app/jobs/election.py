@@ -95,8 +95,7 @@ class DatabaseElection:
         # behind requests for a pooled connection nor hangs on a database out of reach.
         self._connection = database.dedicated(statement_timeout_ms=1000)
         # Until when (this process's monotonic clock) the lease is surely still ours.
-        self._surely_held_until = 0.0
-        self._lock = threading.Lock()
+        self._surely_held_until = 0.0  # one float, written whole by one thread at a time
         self._renewer: threading.Thread | None = None
         self._stopped = threading.Event()
 
@@ -130,9 +129,8 @@ class DatabaseElection:
         except Exception as error:  # out of reach: held() says for how much longer it is ours
             logger.warning("could not take or renew the %s lease: %s", self.name, error)
             return False
-        with self._lock:
-            # Measured from before the transaction, with a margin for the clocks' rates.
-            self._surely_held_until = asked_at + 0.8 * self.lease_seconds if taken else 0.0
+        # Measured from before the transaction, with a margin for the clocks' rates.
+        self._surely_held_until = asked_at + 0.8 * self.lease_seconds if taken else 0.0
         return taken
 
     def _take_or_renew(self) -> bool:
